@@ -1,0 +1,138 @@
+//! One [`Config`]: defaults, then an optional TOML file, then `CARESPACE_*` environment variables.
+//! Secrets (the database URL's password, the SMTP URL) are masked in `Debug`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub base_url: String,
+    pub data_dir: PathBuf,
+    /// Empty: a SQLite file in the data folder.
+    pub database_url: String,
+    pub smtp_url: Option<String>,
+    pub demo: bool,
+    pub log_json: bool,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    pub default_count: i64,
+    pub max_count: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            base_url: "http://127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: String::new(),
+            smtp_url: None,
+            demo: false,
+            log_json: false,
+            max_body_bytes: 16 * 1024 * 1024,
+            default_count: 50,
+            max_count: 1000,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mask = |s: &str| if s.contains('@') { format!("***@{}", s.rsplit('@').next().unwrap_or("")) } else { s.to_owned() };
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("base_url", &self.base_url)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &mask(&self.database_url))
+            .field("smtp_url", &self.smtp_url.as_deref().map(mask))
+            .field("demo", &self.demo)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Defaults < TOML file (if given) < environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, String> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        let flag = |v: String| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+        let number = |k: &str, v: String| v.parse::<i64>().map_err(|_| format!("{k} must be a whole number, not '{v}'"));
+        if let Some(v) = var("CARESPACE_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = var("CARESPACE_BASE_URL") {
+            self.base_url = v;
+        }
+        if let Some(v) = var("CARESPACE_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = var("CARESPACE_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = var("CARESPACE_SMTP_URL") {
+            self.smtp_url = Some(v).filter(|s| !s.is_empty());
+        }
+        if let Some(v) = var("CARESPACE_DEMO") {
+            self.demo = flag(v);
+        }
+        if let Some(v) = var("CARESPACE_LOG_JSON") {
+            self.log_json = flag(v);
+        }
+        if let Some(v) = var("CARESPACE_MAX_BODY_BYTES") {
+            self.max_body_bytes = number("CARESPACE_MAX_BODY_BYTES", v)?.max(1024) as usize;
+        }
+        if let Some(v) = var("CARESPACE_MAX_COUNT") {
+            self.max_count = number("CARESPACE_MAX_COUNT", v)?.max(1);
+        }
+        self.base_url = self.base_url.trim_end_matches('/').to_owned();
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one, or the SQLite file in the data folder.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("carespace.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn fhir_base(&self) -> String {
+        format!("{}/fhir", self.base_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "CARESPACE_BASE_URL" => Some("https://x.example/".to_owned()),
+            "CARESPACE_DEMO" => Some("true".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.fhir_base(), "https://x.example/fhir");
+        assert!(c.demo);
+        assert!(c.database_url().starts_with("sqlite://"));
+        let mut bad = Config::default();
+        assert!(bad.apply_env(|k| (k == "CARESPACE_MAX_COUNT").then(|| "many".to_owned())).is_err());
+    }
+}

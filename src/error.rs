@@ -1,0 +1,88 @@
+//! The domain error: what went wrong, in words every door can render. It knows no HTTP; `fhir_api/outcome.rs`
+//! maps each variant to a status and an OperationOutcome.
+
+use std::fmt;
+
+/// One problem found in a request, with the element path (FHIRPath-like) where it applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issue {
+    /// FHIR issue-type code (`structure`, `required`, `value`, `invariant`, `processing`, ...).
+    pub code: &'static str,
+    pub diagnostics: String,
+    pub expression: Option<String>,
+}
+
+impl Issue {
+    pub fn new(code: &'static str, diagnostics: impl Into<String>) -> Self {
+        Self { code, diagnostics: diagnostics.into(), expression: None }
+    }
+
+    pub fn at(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        if !path.is_empty() {
+            self.expression = Some(path);
+        }
+        self
+    }
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.expression {
+            Some(path) => write!(f, "{path}: {}", self.diagnostics),
+            None => f.write_str(&self.diagnostics),
+        }
+    }
+}
+
+fn join(issues: &[Issue]) -> String {
+    issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input is not well-formed FHIR (bad JSON, unknown element, wrong type).
+    #[error("invalid: {}", join(.0))]
+    Invalid(Vec<Issue>),
+    /// Well-formed but breaks a profile or a business rule.
+    #[error("unprocessable: {}", join(.0))]
+    Unprocessable(Vec<Issue>),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("gone: {0}")]
+    Gone(String),
+    /// A version or uniqueness conflict (e.g. a concurrent write).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// `If-Match` named a version that is not the current one.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    /// The interaction exists but not for this target (e.g. POST on an instance).
+    #[error("not allowed: {0}")]
+    MethodNotAllowed(String),
+    #[error("not supported: {0}")]
+    NotSupported(String),
+    #[error("too large: {0}")]
+    TooLarge(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The database failed; the cause is logged, not shown.
+    #[error("storage failure: {0}")]
+    Store(String),
+}
+
+impl Error {
+    pub fn invalid(issue: Issue) -> Self {
+        Error::Invalid(vec![issue])
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Error::Store(err.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,114 @@
+//! The client's JSON text, kept as written: numbers keep their form (`1.50` stays `1.50`) because only the
+//! top-level `id` and `meta` are rewritten and every other element is copied as raw text.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Issue, Result};
+
+/// A JSON object's top-level members in their original order, values as raw text.
+pub struct RawObject(pub Vec<(String, Box<RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for RawObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
+                let mut fields: Vec<(String, Box<RawValue>)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    if fields.iter().any(|(existing, _)| *existing == k) {
+                        return Err(de::Error::custom(format!("duplicate element '{k}'")));
+                    }
+                    fields.push((k, v));
+                }
+                Ok(RawObject(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Parses JSON text both ways: as a `Value` to judge and index, and as raw members to store.
+pub fn parse(text: &str) -> Result<(Value, RawObject)> {
+    let syntax = |e: serde_json::Error| {
+        Error::invalid(Issue::new("structure", format!("malformed JSON at line {}, column {}: {e}", e.line(), e.column())))
+    };
+    let value: Value = serde_json::from_str(text).map_err(syntax)?;
+    let raw: RawObject = serde_json::from_str(text).map_err(syntax)?;
+    Ok((value, raw))
+}
+
+impl RawObject {
+    /// The object's text with `id` and `meta` replaced (and `resourceType` first), other members untouched.
+    pub fn stamped(&self, rtype: &str, id: &str, meta: &Value) -> String {
+        let mut out = String::with_capacity(self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 128);
+        out.push_str("{\"resourceType\":");
+        out.push_str(&Value::from(rtype).to_string());
+        out.push_str(",\"id\":");
+        out.push_str(&Value::from(id).to_string());
+        out.push_str(",\"meta\":");
+        out.push_str(&meta.to_string());
+        for (k, v) in &self.0 {
+            if matches!(k.as_str(), "resourceType" | "id" | "meta") {
+                continue;
+            }
+            out.push(',');
+            out.push_str(&Value::from(k.as_str()).to_string());
+            out.push(':');
+            out.push_str(v.get());
+        }
+        out.push('}');
+        out
+    }
+
+    /// Keeps only the named top-level members (plus the mandatory ones), for `_elements`.
+    pub fn only(&self, keep: &[String]) -> String {
+        let mut out = String::from("{");
+        let mut first = true;
+        for (k, v) in &self.0 {
+            if matches!(k.as_str(), "resourceType" | "id" | "meta") || keep.iter().any(|e| e == k) {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&Value::from(k.as_str()).to_string());
+                out.push(':');
+                out.push_str(v.get());
+            }
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// Boxes JSON text known to be valid (it was produced or checked by us) as a raw value for embedding.
+pub fn raw(text: String) -> Box<RawValue> {
+    RawValue::from_string(text).unwrap_or_else(|_| {
+        // Stored bodies are always valid JSON; this guards against a corrupted row without panicking.
+        RawValue::from_string("{}".to_owned()).unwrap_or_default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn stamping_keeps_number_text_and_order() {
+        let (_, raw) = parse(r#"{"resourceType":"Observation","id":"x","valueQuantity":{"value":1.50},"status":"final"}"#).unwrap();
+        let text = raw.stamped("Observation", "y", &json!({"versionId": "2"}));
+        assert_eq!(text, r#"{"resourceType":"Observation","id":"y","meta":{"versionId":"2"},"valueQuantity":{"value":1.50},"status":"final"}"#);
+        assert_eq!(raw.only(&["status".into()]), r#"{"resourceType":"Observation","id":"x","status":"final"}"#);
+        assert!(parse(r#"{"a":1,"a":2}"#).is_err());
+        assert!(parse("{").is_err());
+    }
+}

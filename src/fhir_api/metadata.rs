@@ -1,0 +1,61 @@
+//! `GET /metadata`: the CapabilityStatement, generated from what the server really supports (resource types,
+//! their search parameters, interactions). `capability-statement/CapabilityStatement.json` is checked against it.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::fhir::types::SUPPORTED;
+
+pub async fn capability_statement(State(state): State<AppState>) -> Response {
+    super::fhir_json(StatusCode::OK, statement(&state).to_string())
+}
+
+/// The CapabilityStatement for this build; deterministic so the published file can be compared with it.
+pub fn statement(state: &AppState) -> Value {
+    let registry = state.records.registry();
+    let interactions = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"];
+    let resources: Vec<Value> = SUPPORTED
+        .iter()
+        .map(|rtype| {
+            let mut params: Vec<Value> = vec![
+                json!({ "name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id" }),
+                json!({ "name": "_lastUpdated", "type": "date", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated" }),
+            ];
+            params.extend(registry.of_type(rtype).iter().map(|p| json!({ "name": p.name, "type": p.kind.as_str(), "definition": p.url })));
+            let mut r = json!({
+                "type": rtype,
+                "interaction": interactions.iter().map(|c| json!({ "code": c })).collect::<Vec<_>>(),
+                "versioning": "versioned",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+                "searchParam": params,
+            });
+            if *rtype == "Patient" {
+                r["operation"] = json!([{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }]);
+            }
+            r
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-26",
+        "publisher": "CareSpace",
+        "kind": "instance",
+        "software": { "name": "CareSpace", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "CareSpace FHIR server", "url": state.records.base() },
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{ "code": "transaction" }, { "code": "batch" }, { "code": "history-system" }],
+        }],
+    })
+}

@@ -1,0 +1,89 @@
+//! CareSpace: a FHIR R4 patient-access server.
+//!
+//! - [`fhir_api`]: the FHIR REST door at `<base>/fhir`; [`ops`]: health, readiness, metrics.
+//! - [`access`]: the one gate (actor → grant) and the audit trail.
+//! - [`records`]: the resource rules (validate, index, store, search, `$everything`, transactions).
+//! - [`fhir`]: fhir-sdk glue (validation, search grammar, search parameters); [`store`]: the only SQL.
+//! - [`import`]: loading Bundles and NDJSON from files.
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod fhir;
+pub mod fhir_api;
+pub mod import;
+pub mod ops;
+pub mod records;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fhir::params::Registry;
+use crate::fhir::search::Limits;
+use crate::records::Records;
+use crate::store::SharedStore;
+
+/// What every handler can reach: no globals besides the metrics registry.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: SharedStore,
+    pub records: Records,
+    pub clock: Clock,
+}
+
+/// The search parameters we define ourselves, shipped in `profiles/`.
+const CUSTOM_SEARCH_PARAMETERS: &str = include_str!("../profiles/SearchParameter-communication-in-response-to.json");
+
+impl AppState {
+    /// Opens the store (running migrations) and wires the rooms.
+    pub async fn build(config: Config) -> Result<AppState> {
+        let store = store::connect(&config.database_url()).await?;
+        let custom: serde_json::Value = serde_json::from_str(CUSTOM_SEARCH_PARAMETERS).map_err(|e| Error::Store(format!("profiles: {e}")))?;
+        let registry = Registry::new(&[custom]).map_err(|e| Error::Store(format!("profiles: {e}")))?;
+        let clock = Clock::default();
+        let limits = Limits { default_count: config.default_count, max_count: config.max_count };
+        let records = Records::new(store.clone(), Arc::new(registry), clock.clone(), limits, config.fhir_base());
+        Ok(AppState { config: Arc::new(config), store, records, clock })
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .nest("/fhir", fhir_api::router())
+            .merge(ops::router())
+            .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
+            .layer(middleware::from_fn(log_request))
+            .with_state(self.clone())
+    }
+}
+
+/// One log line and one metric sample per request: method, route, status, latency.
+async fn log_request(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let elapsed = start.elapsed();
+    let status = response.status().as_u16();
+    ops::metrics().observe_request(method.as_str(), &route, status, elapsed);
+    tracing::info!(%method, %path, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
+    response
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, state.router()).with_graceful_shutdown(shutdown).await
+}

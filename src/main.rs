@@ -1,0 +1,93 @@
+//! The `carespace` command line: parses arguments and calls into the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use carespace::config::Config;
+use carespace::{AppState, import};
+
+#[derive(Parser)]
+#[command(name = "carespace", version, about = "FHIR R4 patient-access server")]
+struct Cli {
+    /// TOML configuration file (CARESPACE_* environment variables override it).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve {
+        /// Load the demo data from fixtures/ when the store is empty.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Load FHIR Bundles and NDJSON files or folders of them.
+    Import { paths: Vec<PathBuf> },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref()).map_err(anyhow::Error::msg)?;
+    init_logging(config.log_json);
+    match cli.command.unwrap_or(Command::Serve { demo: false }) {
+        Command::Serve { demo } => {
+            config.demo |= demo;
+            let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+            let state = AppState::build(config.clone()).await?;
+            if config.demo {
+                let fixtures = import::collect(&[PathBuf::from("fixtures")])?;
+                let summary = import::import(&state.records, &fixtures, false).await;
+                tracing::info!(files = summary.files, resources = summary.resources, failed = summary.failed.len(), "demo data loaded");
+            }
+            tracing::info!(url = %config.base_url, fhir = %config.fhir_base(), engine = state.store.engine(), "CareSpace is listening");
+            carespace::serve(listener, state, shutdown_signal()).await?;
+        }
+        Command::Import { paths } => {
+            let state = AppState::build(config).await?;
+            let files = import::collect(&paths)?;
+            let summary = import::import(&state.records, &files, true).await;
+            println!("imported {} resources from {} files", summary.resources, summary.files);
+            for (file, why) in &summary.failed {
+                println!("FAILED {}: {why}", file.display());
+            }
+            if !summary.failed.is_empty() {
+                anyhow::bail!("{} of {} files failed", summary.failed.len(), files.len());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,202 @@
+//! Storage: the only place with SQL. One narrow [`Store`] trait over resources, their search index and
+//! compartment membership; one implementation on sqlx's `Any` driver with an engine-specific connection setup
+//! and migrations per engine (`sqlite/migrations`, `postgres/migrations`), picked once from the database URL.
+//! Everything that touches patient data takes an [`access::Grant`](crate::access::Grant), whose patient set
+//! is applied in the SQL itself, so paging and counts never see rows the caller may not.
+
+mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::access::Grant;
+use crate::error::Result;
+
+pub use sql::connect;
+
+/// A value extracted for one search parameter of one resource version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IndexValue {
+    /// token and uri: `system` is `None` when the element carries none (uri always).
+    Token { system: Option<String>, code: String },
+    /// string: `norm` is lower-cased and accent-free for the default and `:contains` matches.
+    Text { norm: String, exact: String },
+    /// date: the instant range the value covers, in epoch milliseconds, both ends inclusive.
+    Date { low: i64, high: i64 },
+    /// reference: `Type/id` for local references, the URL otherwise.
+    Reference { target: String },
+    /// number and quantity.
+    Quantity { value: f64, system: Option<String>, code: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexEntry {
+    pub param: String,
+    pub value: IndexValue,
+}
+
+/// One resource version to write. `prev_version` is what the writer read as current (`None`: must not exist);
+/// the store refuses the write with `Error::Conflict` if that no longer holds, so concurrent writers never
+/// both succeed from the same version.
+#[derive(Debug, Clone)]
+pub struct VersionWrite {
+    pub rtype: String,
+    pub id: String,
+    pub prev_version: Option<i64>,
+    pub version: i64,
+    pub last_updated: i64,
+    /// `None` deletes (a tombstone version).
+    pub body: Option<String>,
+    pub index: Vec<IndexEntry>,
+    /// Patient ids whose compartment holds this version.
+    pub compartments: Vec<String>,
+}
+
+/// A stored resource version.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub rtype: String,
+    pub id: String,
+    pub version: i64,
+    /// Epoch milliseconds.
+    pub last_updated: i64,
+    /// `None` for a deletion.
+    pub body: Option<String>,
+}
+
+/// The head of a resource as needed before writing: its current version and whether it is deleted.
+#[derive(Debug, Clone, Copy)]
+pub struct Head {
+    pub version: i64,
+    pub deleted: bool,
+}
+
+/// A comparison used in date, number and quantity searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+    Sa,
+    Eb,
+    Ap,
+}
+
+/// One alternative of a search clause (alternatives are OR-ed, clauses AND-ed).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// `system`: `None` = any system, `Some(None)` = no system (`|code`), `Some(Some(s))`. `code`: `None` = any code.
+    Token { system: Option<Option<String>>, code: Option<String> },
+    /// `norm` must be normalized the same way as [`IndexValue::Text`].
+    TextStarts(String),
+    TextContains(String),
+    TextExact(String),
+    Date { prefix: Prefix, low: i64, high: i64 },
+    Reference(String),
+    Quantity { prefix: Prefix, value: f64, low: f64, high: f64, system: Option<String>, code: Option<String> },
+    Id(String),
+    LastUpdated { prefix: Prefix, low: i64, high: i64 },
+    /// `:missing=true|false`.
+    Missing(bool),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clause {
+    pub param: String,
+    pub any_of: Vec<Condition>,
+    /// `:not` on a token: none of the alternatives may match.
+    pub negate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortKey {
+    LastUpdated,
+    Id,
+    /// A date parameter (sorted by the start of its range).
+    Date(String),
+    /// A string parameter (normalized value).
+    Text(String),
+    /// A token parameter (code).
+    Token(String),
+    /// A number or quantity parameter.
+    Number(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sort {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+/// A parsed, typed search over one resource type.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Query {
+    pub rtype: String,
+    pub clauses: Vec<Clause>,
+    pub sort: Vec<Sort>,
+    pub count: i64,
+    pub offset: i64,
+    pub total: bool,
+}
+
+/// What a history listing covers.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub rtype: Option<String>,
+    pub id: Option<String>,
+    /// Epoch milliseconds, inclusive.
+    pub since: Option<i64>,
+    pub count: i64,
+    pub offset: i64,
+}
+
+/// Narrow storage interface; patient data goes in and out only with a [`Grant`].
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Engine name for logs and metrics (`sqlite` or `postgres`).
+    fn engine(&self) -> &'static str;
+
+    /// Cheap round trip, for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+
+    /// The current head of a resource, ignoring grants: only to learn the version to write against.
+    async fn head(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Head>>;
+
+    /// Writes the versions atomically: all or none.
+    async fn write(&self, grant: &Grant, writes: Vec<VersionWrite>) -> Result<()>;
+
+    /// The current version (a deleted resource comes back with `body: None`).
+    async fn read(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Row>>;
+
+    /// Several current versions by `Type/id` reference (for `_include`); missing ones are left out.
+    async fn read_many(&self, grant: &Grant, refs: &[(String, String)]) -> Result<Vec<Row>>;
+
+    async fn vread(&self, grant: &Grant, rtype: &str, id: &str, version: i64) -> Result<Option<Row>>;
+
+    /// Versions newest first, with the total count.
+    async fn history(&self, grant: &Grant, query: &HistoryQuery) -> Result<(Vec<Row>, i64)>;
+
+    /// Matching current versions in the asked order, with the total when asked.
+    async fn search(&self, grant: &Grant, query: &Query) -> Result<(Vec<Row>, Option<i64>)>;
+
+    /// Resources of `rtype` whose `param` references one of `targets` (for `_revinclude`).
+    async fn referencing(&self, grant: &Grant, rtype: &str, param: &str, targets: &[String], limit: i64)
+    -> Result<Vec<Row>>;
+
+    /// Every current resource in a patient's compartment, filtered by type and last update, paged.
+    async fn compartment(&self, grant: &Grant, patient: &str, filter: &CompartmentFilter) -> Result<(Vec<Row>, i64)>;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CompartmentFilter {
+    pub types: Vec<String>,
+    pub since: Option<i64>,
+    pub count: i64,
+    pub offset: i64,
+}
+
+pub type SharedStore = Arc<dyn Store>;

@@ -1,0 +1,93 @@
+-- Resources: one head row per logical resource (current version), superseded versions in resource_history.
+CREATE TABLE resources (
+    rid INTEGER PRIMARY KEY,
+    rtype TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    last_updated INTEGER NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    body TEXT,
+    UNIQUE (rtype, id)
+);
+CREATE INDEX resources_type_updated ON resources (rtype, last_updated);
+
+CREATE TABLE resource_history (
+    rid INTEGER NOT NULL REFERENCES resources (rid),
+    version INTEGER NOT NULL,
+    last_updated INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    body TEXT,
+    PRIMARY KEY (rid, version)
+);
+CREATE INDEX resource_history_updated ON resource_history (last_updated);
+
+-- Patient compartment membership of the current version, computed at write time.
+CREATE TABLE compartments (
+    patient TEXT NOT NULL,
+    rtype TEXT NOT NULL,
+    rid INTEGER NOT NULL REFERENCES resources (rid),
+    PRIMARY KEY (patient, rtype, rid)
+);
+CREATE INDEX compartments_rid ON compartments (rid);
+
+-- Search index of current versions. `patient` is the compartment ('' for none) so per-patient searches are
+-- one range scan of the compartment-first index; the second index serves searches across patients.
+CREATE TABLE search_token (
+    rid INTEGER NOT NULL REFERENCES resources (rid),
+    patient TEXT NOT NULL,
+    rtype TEXT NOT NULL,
+    param TEXT NOT NULL,
+    system TEXT,
+    code TEXT NOT NULL
+);
+CREATE INDEX search_token_patient ON search_token (patient, rtype, param, code, rid);
+CREATE INDEX search_token_value ON search_token (rtype, param, code);
+CREATE INDEX search_token_rid ON search_token (rid);
+
+CREATE TABLE search_string (
+    rid INTEGER NOT NULL REFERENCES resources (rid),
+    patient TEXT NOT NULL,
+    rtype TEXT NOT NULL,
+    param TEXT NOT NULL,
+    norm TEXT NOT NULL,
+    exact TEXT NOT NULL
+);
+CREATE INDEX search_string_patient ON search_string (patient, rtype, param, norm, rid);
+CREATE INDEX search_string_value ON search_string (rtype, param, norm);
+CREATE INDEX search_string_rid ON search_string (rid);
+
+CREATE TABLE search_date (
+    rid INTEGER NOT NULL REFERENCES resources (rid),
+    patient TEXT NOT NULL,
+    rtype TEXT NOT NULL,
+    param TEXT NOT NULL,
+    low INTEGER NOT NULL,
+    high INTEGER NOT NULL
+);
+CREATE INDEX search_date_patient ON search_date (patient, rtype, param, low, rid);
+CREATE INDEX search_date_value ON search_date (rtype, param, low);
+CREATE INDEX search_date_rid ON search_date (rid);
+
+CREATE TABLE search_reference (
+    rid INTEGER NOT NULL REFERENCES resources (rid),
+    patient TEXT NOT NULL,
+    rtype TEXT NOT NULL,
+    param TEXT NOT NULL,
+    target TEXT NOT NULL
+);
+CREATE INDEX search_reference_patient ON search_reference (patient, rtype, param, target, rid);
+CREATE INDEX search_reference_value ON search_reference (rtype, param, target);
+CREATE INDEX search_reference_rid ON search_reference (rid);
+
+CREATE TABLE search_quantity (
+    rid INTEGER NOT NULL REFERENCES resources (rid),
+    patient TEXT NOT NULL,
+    rtype TEXT NOT NULL,
+    param TEXT NOT NULL,
+    value REAL NOT NULL,
+    system TEXT,
+    code TEXT
+);
+CREATE INDEX search_quantity_patient ON search_quantity (patient, rtype, param, value, rid);
+CREATE INDEX search_quantity_value ON search_quantity (rtype, param, value);
+CREATE INDEX search_quantity_rid ON search_quantity (rid);
