@@ -296,7 +296,7 @@ mod tests {
         assert!(matches!(t.query.clauses[1].any_of[0], Condition::Quantity { prefix: Prefix::Gt, .. }));
         let s = req("Patient", &[("name:contains", "Zoë"), ("foo", "bar"), ("subject:identifier", "x")]).unwrap();
         assert_eq!(s.query.clauses[0].any_of[0], Condition::TextContains("zoe".into()));
-        assert_eq!(s.ignored.len(), 2);
+        assert_eq!(s.ignored.len(), 1);
         assert!(req("Observation", &[("date", "yesterday")]).is_err());
         assert!(req("Observation", &[("code:text", "x")]).is_err());
         assert!(req("Observation", &[("_count", "-1")]).is_err());

@@ -1,1 +1,7 @@
-fn main(){}
+//! The one integration-test binary: every test drives a real server over HTTP on a random port, on SQLite
+//! and (when CARESPACE_TEST_POSTGRES_URL is set) on PostgreSQL.
+
+mod helpers;
+mod interop;
+mod rest;
+mod search;

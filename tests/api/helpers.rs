@@ -1,0 +1,103 @@
+//! `spawn_app`: a server on 127.0.0.1:0 with its own data folder and database, and a client for it.
+
+use carespace::AppState;
+use carespace::config::Config;
+use serde_json::Value;
+use sqlx::Executor;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// The engines to run a test on: SQLite always, PostgreSQL when its URL is given.
+pub fn engines() -> Vec<&'static str> {
+    if std::env::var("CARESPACE_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) {
+        vec!["sqlite", "postgres"]
+    } else {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| eprintln!("PostgreSQL tests skipped: CARESPACE_TEST_POSTGRES_URL is not set"));
+        vec!["sqlite"]
+    }
+}
+
+pub async fn spawn_app(engine: &str) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config = Config { data_dir: dir.path().to_path_buf(), base_url: format!("http://{addr}"), ..Config::default() };
+    if engine == "postgres" {
+        let admin = std::env::var("CARESPACE_TEST_POSTGRES_URL").expect("postgres url");
+        let name = format!("carespace_test_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(&admin).await.expect("connect to PostgreSQL");
+        pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create database");
+        let (prefix, _) = admin.rsplit_once('/').expect("database URL with a path");
+        config.database_url = format!("{prefix}/{name}");
+    }
+    let state = AppState::build(config).await.expect("build app");
+    tokio::spawn(carespace::serve(listener, state, std::future::pending()));
+    TestApp { base: format!("http://{addr}/fhir"), client: reqwest::Client::new(), _dir: dir }
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(format!("{}/{path}", self.base)).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        let r = self
+            .client
+            .request(method, format!("{}/{path}", self.base))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send(reqwest::Method::PUT, path, body).await
+    }
+
+    /// Creates and returns the new id.
+    pub async fn create(&self, body: Value) -> String {
+        let rtype = body["resourceType"].as_str().expect("resourceType").to_owned();
+        let (status, _, created) = self.post(&rtype, &body).await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().expect("id").to_owned()
+    }
+}
+
+/// The ids of a searchset's match entries.
+pub fn ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|e| e["search"]["mode"] == "match")
+                .map(|e| e["resource"]["id"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The interop data folder, or `None` (with the reason printed) when it is absent.
+pub fn interop_dir() -> Option<std::path::PathBuf> {
+    match std::env::var("CARESPACE_INTEROP_DIR") {
+        Ok(dir) if std::path::Path::new(&dir).is_dir() => Some(dir.into()),
+        _ => {
+            eprintln!("interop tests skipped: CARESPACE_INTEROP_DIR does not name the shared interop folder");
+            None
+        }
+    }
+}

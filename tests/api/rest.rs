@@ -1,0 +1,80 @@
+use serde_json::json;
+
+use crate::helpers::{engines, spawn_app};
+
+#[tokio::test]
+async fn crud_versions_history_and_errors() {
+    for engine in engines() {
+        let app = spawn_app(engine).await;
+        let (status, headers, created) = app.post("Patient", &json!({"resourceType": "Patient", "name": [{"family": "Lee"}]})).await;
+        assert_eq!(status, 201);
+        assert_eq!(headers["etag"], "W/\"1\"");
+        assert!(headers["location"].to_str().unwrap().contains("/_history/1"));
+        let id = created["id"].as_str().unwrap().to_owned();
+
+        let (status, _, updated) = app.put(&format!("Patient/{id}"), &json!({"resourceType": "Patient", "id": id, "name": [{"family": "Li"}]})).await;
+        assert_eq!((status, updated["meta"]["versionId"].as_str()), (200, Some("2")));
+        let (status, v1) = app.get(&format!("Patient/{id}/_history/1")).await;
+        assert_eq!((status, v1["name"][0]["family"].as_str()), (200, Some("Lee")));
+
+        // If-Match with a stale version is refused.
+        let stale = app
+            .client
+            .put(format!("{}/Patient/{id}", app.base))
+            .header("content-type", "application/fhir+json")
+            .header("if-match", "W/\"1\"")
+            .body(json!({"resourceType": "Patient", "id": id}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stale.status().as_u16(), 412, "{engine}");
+
+        let (status, history) = app.get(&format!("Patient/{id}/_history")).await;
+        assert_eq!((status, history["total"].as_i64()), (200, Some(2)));
+
+        let deleted = app.client.delete(format!("{}/Patient/{id}", app.base)).send().await.unwrap();
+        assert_eq!(deleted.status().as_u16(), 204);
+        assert_eq!(app.get(&format!("Patient/{id}")).await.0, 410);
+        assert_eq!(app.get("Patient/does-not-exist").await.0, 404);
+
+        // Create-on-update with a client id, numbers keep their JSON form.
+        let obs = json!({"resourceType": "Observation", "id": "hb1", "status": "final", "code": {"text": "Hb"}, "valueQuantity": {"value": 13.50}});
+        let (status, _, _) = app.put("Observation/hb1", &obs).await;
+        assert_eq!(status, 201);
+        let text = app.client.get(format!("{}/Observation/hb1", app.base)).send().await.unwrap().text().await.unwrap();
+        assert!(text.contains("13.50"), "{text}");
+
+        let (status, _, outcome) = app.post("Patient", &json!({"resourceType": "Patient", "unknownElement": 1})).await;
+        assert_eq!(status, 400);
+        assert_eq!(outcome["issue"][0]["expression"][0], "Patient.unknownElement");
+        let r = app.client.post(format!("{}/Patient", app.base)).header("content-type", "text/plain").body("x").send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 415);
+        let r = app.client.post(format!("{}/Patient", app.base)).header("content-type", "application/fhir+json").body("{").send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+    }
+}
+
+#[tokio::test]
+async fn transaction_rewrites_references_and_is_all_or_nothing() {
+    for engine in engines() {
+        let app = spawn_app(engine).await;
+        let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:11111111-1111-1111-1111-111111111111", "resource": {"resourceType": "Patient", "name": [{"family": "Tx"}]}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:11111111-1111-1111-1111-111111111111"}}, "request": {"method": "POST", "url": "Observation"}}
+        ]});
+        let (status, _, response) = app.post("", &tx).await;
+        assert_eq!(status, 200, "{response}");
+        assert_eq!(response["type"], "transaction-response");
+        let patient_id = response["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(response["entry"][1]["resource"]["subject"]["reference"], format!("Patient/{patient_id}"));
+        assert_eq!(response["entry"][0]["response"]["status"], "201 Created");
+
+        let mut bad = tx.clone();
+        bad["entry"][1]["resource"]["status"] = json!("nonsense");
+        let (status, _, outcome) = app.post("", &bad).await;
+        assert_eq!(status, 400);
+        assert!(outcome["issue"][0]["expression"][0].as_str().unwrap().starts_with("Bundle.entry[1]"));
+        let (_, all) = app.get("Patient?family=Tx").await;
+        assert_eq!(all["total"], 1, "a failed transaction stored nothing");
+    }
+}
