@@ -219,6 +219,9 @@ impl Records {
     pub async fn create(&self, actor: &Actor, rtype: &str, text: &str) -> Result<Written> {
         let grant = access::authorize(actor, Action::Create, rtype)?;
         let (mut value, raw) = fjson::parse(text)?;
+        if let Some(id) = value.get("id").filter(|id| !id.as_str().is_some_and(parse::valid_id)) {
+            return Err(Error::invalid(Issue::new("value", format!("invalid id {id} (1-64 of A-Z a-z 0-9 - .)")).at(format!("{rtype}.id"))));
+        }
         // A client id on create is ignored (the server assigns one), as the spec says.
         if let Some(obj) = value.as_object_mut() {
             obj.remove("id");
@@ -347,7 +350,7 @@ impl Records {
     pub async fn everything(&self, actor: &Actor, patient: &str, params: &[(String, String)]) -> Result<String> {
         let grant = access::authorize(actor, Action::Read, "Patient")?;
         self.store.read(&grant, "Patient", patient).await?.ok_or_else(|| not_found("Patient", patient))?;
-        let mut filter = CompartmentFilter { count: self.limits.max_count, ..CompartmentFilter::default() };
+        let mut filter = CompartmentFilter { count: self.limits.max_count, exclude: vec!["AuditEvent".into()], ..CompartmentFilter::default() };
         let (mut start, mut end) = (None, None);
         for (k, v) in params {
             match k.as_str() {

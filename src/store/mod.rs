@@ -194,6 +194,8 @@ pub trait Store: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct CompartmentFilter {
     pub types: Vec<String>,
+    /// Types left out when `types` is empty (the audit trail is not part of the record).
+    pub exclude: Vec<String>,
     pub since: Option<i64>,
     pub count: i64,
     pub offset: i64,

@@ -677,6 +677,8 @@ impl Store for SqlStore {
             sql.push(" AND r.deleted = 0");
             if !filter.types.is_empty() {
                 sql.push(" AND c.rtype IN ").list(&filter.types);
+            } else if !filter.exclude.is_empty() {
+                sql.push(" AND c.rtype NOT IN ").list(&filter.exclude);
             }
             if let Some(since) = filter.since {
                 sql.push(" AND r.last_updated >= ").int(since);

@@ -50,7 +50,7 @@ impl TestApp {
     pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
         let r = self
             .client
-            .request(method, format!("{}/{path}", self.base))
+            .request(method, if path.is_empty() { self.base.clone() } else { format!("{}/{path}", self.base) })
             .header("content-type", "application/fhir+json")
             .body(body.to_string())
             .send()

@@ -38,9 +38,9 @@ async fn crud_versions_history_and_errors() {
         assert_eq!(app.get("Patient/does-not-exist").await.0, 404);
 
         // Create-on-update with a client id, numbers keep their JSON form.
-        let obs = json!({"resourceType": "Observation", "id": "hb1", "status": "final", "code": {"text": "Hb"}, "valueQuantity": {"value": 13.50}});
-        let (status, _, _) = app.put("Observation/hb1", &obs).await;
-        assert_eq!(status, 201);
+        let obs = r#"{"resourceType": "Observation", "id": "hb1", "status": "final", "code": {"text": "Hb"}, "valueQuantity": {"value": 13.50}}"#;
+        let r = app.client.put(format!("{}/Observation/hb1", app.base)).header("content-type", "application/fhir+json").body(obs).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 201);
         let text = app.client.get(format!("{}/Observation/hb1", app.base)).send().await.unwrap().text().await.unwrap();
         assert!(text.contains("13.50"), "{text}");
 
