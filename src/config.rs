@@ -41,7 +41,13 @@ impl Default for Config {
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mask = |s: &str| if s.contains('@') { format!("***@{}", s.rsplit('@').next().unwrap_or("")) } else { s.to_owned() };
+        let mask = |s: &str| {
+            if s.contains('@') {
+                format!("***@{}", s.rsplit('@').next().unwrap_or(""))
+            } else {
+                s.to_owned()
+            }
+        };
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("base_url", &self.base_url)
@@ -59,7 +65,8 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, String> {
         let mut config = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
             }
             None => Config::default(),
@@ -69,8 +76,12 @@ impl Config {
     }
 
     fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
-        let flag = |v: String| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
-        let number = |k: &str, v: String| v.parse::<i64>().map_err(|_| format!("{k} must be a whole number, not '{v}'"));
+        let flag =
+            |v: String| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+        let number = |k: &str, v: String| {
+            v.parse::<i64>()
+                .map_err(|_| format!("{k} must be a whole number, not '{v}'"))
+        };
         if let Some(v) = var("CARESPACE_LISTEN") {
             self.listen = v;
         }
@@ -133,6 +144,9 @@ mod tests {
         assert!(c.demo);
         assert!(c.database_url().starts_with("sqlite://"));
         let mut bad = Config::default();
-        assert!(bad.apply_env(|k| (k == "CARESPACE_MAX_COUNT").then(|| "many".to_owned())).is_err());
+        assert!(
+            bad.apply_env(|k| (k == "CARESPACE_MAX_COUNT").then(|| "many".to_owned()))
+                .is_err()
+        );
     }
 }

@@ -14,7 +14,11 @@ pub struct Issue {
 
 impl Issue {
     pub fn new(code: &'static str, diagnostics: impl Into<String>) -> Self {
-        Self { code, diagnostics: diagnostics.into(), expression: None }
+        Self {
+            code,
+            diagnostics: diagnostics.into(),
+            expression: None,
+        }
     }
 
     pub fn at(mut self, path: impl Into<String>) -> Self {
@@ -36,7 +40,11 @@ impl fmt::Display for Issue {
 }
 
 fn join(issues: &[Issue]) -> String {
-    issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    issues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[derive(Debug, thiserror::Error)]

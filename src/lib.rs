@@ -45,18 +45,35 @@ pub struct AppState {
 }
 
 /// The search parameters we define ourselves, shipped in `profiles/`.
-const CUSTOM_SEARCH_PARAMETERS: &str = include_str!("../profiles/SearchParameter-communication-in-response-to.json");
+const CUSTOM_SEARCH_PARAMETERS: &str =
+    include_str!("../profiles/SearchParameter-communication-in-response-to.json");
 
 impl AppState {
     /// Opens the store (running migrations) and wires the rooms.
     pub async fn build(config: Config) -> Result<AppState> {
         let store = store::connect(&config.database_url()).await?;
-        let custom: serde_json::Value = serde_json::from_str(CUSTOM_SEARCH_PARAMETERS).map_err(|e| Error::Store(format!("profiles: {e}")))?;
-        let registry = Registry::new(&[custom]).map_err(|e| Error::Store(format!("profiles: {e}")))?;
+        let custom: serde_json::Value = serde_json::from_str(CUSTOM_SEARCH_PARAMETERS)
+            .map_err(|e| Error::Store(format!("profiles: {e}")))?;
+        let registry =
+            Registry::new(&[custom]).map_err(|e| Error::Store(format!("profiles: {e}")))?;
         let clock = Clock::default();
-        let limits = Limits { default_count: config.default_count, max_count: config.max_count };
-        let records = Records::new(store.clone(), Arc::new(registry), clock.clone(), limits, config.fhir_base());
-        Ok(AppState { config: Arc::new(config), store, records, clock })
+        let limits = Limits {
+            default_count: config.default_count,
+            max_count: config.max_count,
+        };
+        let records = Records::new(
+            store.clone(),
+            Arc::new(registry),
+            clock.clone(),
+            limits,
+            config.fhir_base(),
+        );
+        Ok(AppState {
+            config: Arc::new(config),
+            store,
+            records,
+            clock,
+        })
     }
 
     pub fn router(&self) -> Router {
@@ -73,7 +90,10 @@ impl AppState {
 async fn log_request(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let path = req.uri().path().to_owned();
     let response = next.run(req).await;
     let elapsed = start.elapsed();
@@ -84,6 +104,12 @@ async fn log_request(req: Request, next: Next) -> Response {
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, state.router()).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, state.router())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
 use carespace::config::Config;
 use carespace::{AppState, import};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "carespace", version, about = "FHIR R4 patient-access server")]
@@ -37,12 +37,19 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve { demo: false }) {
         Command::Serve { demo } => {
             config.demo |= demo;
-            let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+            let listener = tokio::net::TcpListener::bind(&config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
             let state = AppState::build(config.clone()).await?;
             if config.demo {
                 let fixtures = import::collect(&[PathBuf::from("fixtures")])?;
                 let summary = import::import(&state.records, &fixtures, false).await;
-                tracing::info!(files = summary.files, resources = summary.resources, failed = summary.failed.len(), "demo data loaded");
+                tracing::info!(
+                    files = summary.files,
+                    resources = summary.resources,
+                    failed = summary.failed.len(),
+                    "demo data loaded"
+                );
             }
             tracing::info!(url = %config.base_url, fhir = %config.fhir_base(), engine = state.store.engine(), "CareSpace is listening");
             carespace::serve(listener, state, shutdown_signal()).await?;
@@ -51,7 +58,10 @@ async fn main() -> anyhow::Result<()> {
             let state = AppState::build(config).await?;
             let files = import::collect(&paths)?;
             let summary = import::import(&state.records, &files, true).await;
-            println!("imported {} resources from {} files", summary.resources, summary.files);
+            println!(
+                "imported {} resources from {} files",
+                summary.resources, summary.files
+            );
             for (file, why) in &summary.failed {
                 println!("FAILED {}: {why}", file.display());
             }
@@ -64,7 +74,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         builder.json().init();
@@ -79,7 +90,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -19,7 +19,9 @@ struct Series {
     buckets: [u64; BUCKETS.len()],
 }
 
-const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
+const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
 
 /// Latency histograms keyed by metric name and label text.
 #[derive(Default)]
@@ -48,11 +50,19 @@ impl Metrics {
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        self.observe("carespace_http_request_duration_seconds", format!("method=\"{method}\",route=\"{route}\",status=\"{status}\""), elapsed);
+        self.observe(
+            "carespace_http_request_duration_seconds",
+            format!("method=\"{method}\",route=\"{route}\",status=\"{status}\""),
+            elapsed,
+        );
     }
 
     pub fn observe_store(&self, engine: &str, op: &str, elapsed: Duration) {
-        self.observe("carespace_store_operation_duration_seconds", format!("engine=\"{engine}\",op=\"{op}\""), elapsed);
+        self.observe(
+            "carespace_store_operation_duration_seconds",
+            format!("engine=\"{engine}\",op=\"{op}\""),
+            elapsed,
+        );
     }
 
     /// The Prometheus text exposition.

@@ -68,12 +68,18 @@ pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
         Actor::System { .. } => None,
         Actor::Patient { patient_id } => {
             if action.writes() && rtype != "Communication" {
-                return Err(Error::Forbidden(format!("a patient may not {action:?} {rtype} resources")));
+                return Err(Error::Forbidden(format!(
+                    "a patient may not {action:?} {rtype} resources"
+                )));
             }
             Some(vec![patient_id.clone()])
         }
     };
-    Ok(Grant { actor: actor.clone(), action, patients })
+    Ok(Grant {
+        actor: actor.clone(),
+        action,
+        patients,
+    })
 }
 
 #[cfg(test)]
@@ -82,13 +88,19 @@ mod tests {
 
     #[test]
     fn patient_grant_covers_only_own_compartment() {
-        let actor = Actor::Patient { patient_id: "a".into() };
+        let actor = Actor::Patient {
+            patient_id: "a".into(),
+        };
         let grant = authorize(&actor, Action::Read, "Observation").unwrap();
         assert!(grant.covers(&["a".into()]));
         assert!(!grant.covers(&["b".into()]));
         assert!(!grant.covers(&[]));
         assert!(!grant.covers(&["a".into(), "b".into()]));
         assert!(authorize(&actor, Action::Create, "Observation").is_err());
-        assert!(authorize(&Actor::system("t"), Action::Delete, "Patient").unwrap().covers(&[]));
+        assert!(
+            authorize(&Actor::system("t"), Action::Delete, "Patient")
+                .unwrap()
+                .covers(&[])
+        );
     }
 }

@@ -95,7 +95,9 @@ fn span(start: Date, end: Date) -> (i64, i64) {
 }
 
 fn digits<T: std::str::FromStr>(s: &str, len: usize) -> Option<T> {
-    (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -106,13 +108,40 @@ mod tests {
     fn ranges_follow_precision() {
         let year = range("2024").unwrap();
         assert_eq!(year, (1_704_067_200_000, 1_735_689_599_999));
-        assert_eq!(range("2024-02").unwrap(), (1_706_745_600_000, 1_709_251_199_999));
-        assert_eq!(range("2024-02-29").unwrap(), (1_709_164_800_000, 1_709_251_199_999));
-        assert_eq!(range("2024-02-29T00:00:00Z").unwrap(), (1_709_164_800_000, 1_709_164_800_999));
-        assert_eq!(range("2024-02-29T01:00:00+01:00").unwrap().0, 1_709_164_800_000);
-        assert_eq!(range("2024-02-29T00:00:00.5Z").unwrap(), (1_709_164_800_500, 1_709_164_800_500));
-        assert_eq!(range("2024-02-29T10:00").unwrap().1 - range("2024-02-29T10:00").unwrap().0, 59_999);
-        for bad in ["", "24", "2024-2", "2024-13", "2023-02-29", "not a date", "2024-01-01T25:00:00Z", "2024-01-01T"] {
+        assert_eq!(
+            range("2024-02").unwrap(),
+            (1_706_745_600_000, 1_709_251_199_999)
+        );
+        assert_eq!(
+            range("2024-02-29").unwrap(),
+            (1_709_164_800_000, 1_709_251_199_999)
+        );
+        assert_eq!(
+            range("2024-02-29T00:00:00Z").unwrap(),
+            (1_709_164_800_000, 1_709_164_800_999)
+        );
+        assert_eq!(
+            range("2024-02-29T01:00:00+01:00").unwrap().0,
+            1_709_164_800_000
+        );
+        assert_eq!(
+            range("2024-02-29T00:00:00.5Z").unwrap(),
+            (1_709_164_800_500, 1_709_164_800_500)
+        );
+        assert_eq!(
+            range("2024-02-29T10:00").unwrap().1 - range("2024-02-29T10:00").unwrap().0,
+            59_999
+        );
+        for bad in [
+            "",
+            "24",
+            "2024-2",
+            "2024-13",
+            "2023-02-29",
+            "not a date",
+            "2024-01-01T25:00:00Z",
+            "2024-01-01T",
+        ] {
             assert_eq!(range(bad), None, "{bad}");
         }
     }

@@ -10,13 +10,22 @@ use crate::store::{IndexEntry, IndexValue};
 
 /// Lower-case, accent-free, whitespace-collapsed: how string search compares.
 pub fn normalize(s: &str) -> String {
-    let stripped: String = s.nfd().filter(|c| !unicode_normalization::char::is_combining_mark(*c)).collect();
-    stripped.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    let stripped: String = s
+        .nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .collect();
+    stripped
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// `Type/id` for a reference to this server (relative, or absolute under `base`), else the reference as is.
 pub fn local_reference(reference: &str, base: &str) -> String {
-    let rel = reference.strip_prefix(base).map_or(reference, |r| r.trim_start_matches('/'));
+    let rel = reference
+        .strip_prefix(base)
+        .map_or(reference, |r| r.trim_start_matches('/'));
     let rel = rel.split("/_history/").next().unwrap_or(rel);
     rel.to_owned()
 }
@@ -53,7 +62,10 @@ pub fn compartments(rtype: &str, id: &str, entries: &[IndexEntry]) -> Vec<String
 }
 
 fn push(out: &mut Vec<IndexEntry>, param: &str, value: IndexValue) {
-    out.push(IndexEntry { param: param.to_owned(), value });
+    out.push(IndexEntry {
+        param: param.to_owned(),
+        value,
+    });
 }
 
 fn token(out: &mut Vec<IndexEntry>, param: &str, system: Option<&Value>, code: Option<&Value>) {
@@ -74,7 +86,14 @@ fn scalar(v: &Value) -> Option<String> {
 
 fn text(out: &mut Vec<IndexEntry>, param: &str, s: &str) {
     if !s.trim().is_empty() {
-        push(out, param, IndexValue::Text { norm: normalize(s), exact: s.to_owned() });
+        push(
+            out,
+            param,
+            IndexValue::Text {
+                norm: normalize(s),
+                exact: s.to_owned(),
+            },
+        );
     }
 }
 
@@ -97,17 +116,39 @@ fn values(param: &Param, node: &Value, base: &str, out: &mut Vec<IndexEntry>) {
         },
         Kind::Uri => {
             if let Some(s) = node.as_str() {
-                push(out, name, IndexValue::Token { system: None, code: s.to_owned() });
+                push(
+                    out,
+                    name,
+                    IndexValue::Token {
+                        system: None,
+                        code: s.to_owned(),
+                    },
+                );
             }
         }
         Kind::String => match node {
             Value::String(s) => text(out, name, s),
             Value::Object(map) => {
                 // HumanName and Address: every part is searchable.
-                for key in ["text", "family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country"] {
+                for key in [
+                    "text",
+                    "family",
+                    "given",
+                    "prefix",
+                    "suffix",
+                    "line",
+                    "city",
+                    "district",
+                    "state",
+                    "postalCode",
+                    "country",
+                ] {
                     match map.get(key) {
                         Some(Value::String(s)) => text(out, name, s),
-                        Some(Value::Array(parts)) => parts.iter().filter_map(Value::as_str).for_each(|s| text(out, name, s)),
+                        Some(Value::Array(parts)) => parts
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .for_each(|s| text(out, name, s)),
                         _ => {}
                     }
                 }
@@ -118,10 +159,20 @@ fn values(param: &Param, node: &Value, base: &str, out: &mut Vec<IndexEntry>) {
             let range = match node {
                 Value::String(s) => datetime::range(s),
                 Value::Object(map) => {
-                    let start = map.get("start").and_then(Value::as_str).and_then(datetime::range);
-                    let end = map.get("end").and_then(Value::as_str).and_then(datetime::range);
-                    (start.is_some() || end.is_some())
-                        .then(|| (start.map_or(i64::MIN, |s| s.0), end.map_or(i64::MAX, |e| e.1)))
+                    let start = map
+                        .get("start")
+                        .and_then(Value::as_str)
+                        .and_then(datetime::range);
+                    let end = map
+                        .get("end")
+                        .and_then(Value::as_str)
+                        .and_then(datetime::range);
+                    (start.is_some() || end.is_some()).then(|| {
+                        (
+                            start.map_or(i64::MIN, |s| s.0),
+                            end.map_or(i64::MAX, |e| e.1),
+                        )
+                    })
                 }
                 _ => None,
             };
@@ -134,14 +185,25 @@ fn values(param: &Param, node: &Value, base: &str, out: &mut Vec<IndexEntry>) {
                 Value::String(s) => Some(s.as_str()), // canonical
                 Value::Object(map) => {
                     if let Some(identifier) = map.get("identifier") {
-                        token(out, &format!("{name}:identifier"), identifier.get("system"), identifier.get("value"));
+                        token(
+                            out,
+                            &format!("{name}:identifier"),
+                            identifier.get("system"),
+                            identifier.get("value"),
+                        );
                     }
                     map.get("reference").and_then(Value::as_str)
                 }
                 _ => None,
             };
             if let Some(r) = reference.filter(|r| !r.starts_with('#')) {
-                push(out, name, IndexValue::Reference { target: local_reference(r, base) });
+                push(
+                    out,
+                    name,
+                    IndexValue::Reference {
+                        target: local_reference(r, base),
+                    },
+                );
             }
         }
         Kind::Quantity | Kind::Number => {
@@ -150,12 +212,23 @@ fn values(param: &Param, node: &Value, base: &str, out: &mut Vec<IndexEntry>) {
                 Value::Object(map) => (
                     map.get("value").and_then(Value::as_f64),
                     map.get("system").and_then(Value::as_str).map(str::to_owned),
-                    map.get("code").or_else(|| map.get("unit")).and_then(Value::as_str).map(str::to_owned),
+                    map.get("code")
+                        .or_else(|| map.get("unit"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
                 ),
                 _ => (None, None, None),
             };
             if let Some(value) = value {
-                push(out, name, IndexValue::Quantity { value, system, code });
+                push(
+                    out,
+                    name,
+                    IndexValue::Quantity {
+                        value,
+                        system,
+                        code,
+                    },
+                );
             }
         }
     }
@@ -180,14 +253,44 @@ mod tests {
             "valueQuantity": { "value": 13.2, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL" }
         });
         let entries = index(&registry, "Observation", &obs, "http://x/fhir");
-        let has = |param: &str, value: IndexValue| entries.contains(&IndexEntry { param: param.into(), value });
-        assert!(has("code", IndexValue::Token { system: Some("http://loinc.org".into()), code: "718-7".into() }));
-        assert!(has("status", IndexValue::Token { system: None, code: "final".into() }));
-        assert!(has("patient", IndexValue::Reference { target: "Patient/p1".into() }));
-        assert!(has("performer", IndexValue::Reference { target: "Practitioner/d1".into() }));
+        let has = |param: &str, value: IndexValue| {
+            entries.contains(&IndexEntry {
+                param: param.into(),
+                value,
+            })
+        };
+        assert!(has(
+            "code",
+            IndexValue::Token {
+                system: Some("http://loinc.org".into()),
+                code: "718-7".into()
+            }
+        ));
+        assert!(has(
+            "status",
+            IndexValue::Token {
+                system: None,
+                code: "final".into()
+            }
+        ));
+        assert!(has(
+            "patient",
+            IndexValue::Reference {
+                target: "Patient/p1".into()
+            }
+        ));
+        assert!(has(
+            "performer",
+            IndexValue::Reference {
+                target: "Practitioner/d1".into()
+            }
+        ));
         assert!(entries.iter().any(|e| e.param == "date"));
         assert!(entries.iter().any(|e| e.param == "value-quantity"));
-        assert_eq!(compartments("Observation", "o1", &entries), vec!["p1".to_owned()]);
+        assert_eq!(
+            compartments("Observation", "o1", &entries),
+            vec!["p1".to_owned()]
+        );
         assert_eq!(normalize("  Zoë   ÉLISE "), "zoe elise");
     }
 }

@@ -38,7 +38,14 @@ impl<'de> serde::Deserialize<'de> for RawObject {
 /// Parses JSON text both ways: as a `Value` to judge and index, and as raw members to store.
 pub fn parse(text: &str) -> Result<(Value, RawObject)> {
     let syntax = |e: serde_json::Error| {
-        Error::invalid(Issue::new("structure", format!("malformed JSON at line {}, column {}: {e}", e.line(), e.column())))
+        Error::invalid(Issue::new(
+            "structure",
+            format!(
+                "malformed JSON at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        ))
     };
     let value: Value = serde_json::from_str(text).map_err(syntax)?;
     let raw: RawObject = serde_json::from_str(text).map_err(syntax)?;
@@ -48,7 +55,13 @@ pub fn parse(text: &str) -> Result<(Value, RawObject)> {
 impl RawObject {
     /// The object's text with `id` and `meta` replaced (and `resourceType` first), other members untouched.
     pub fn stamped(&self, rtype: &str, id: &str, meta: &Value) -> String {
-        let mut out = String::with_capacity(self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 128);
+        let mut out = String::with_capacity(
+            self.0
+                .iter()
+                .map(|(k, v)| k.len() + v.get().len() + 4)
+                .sum::<usize>()
+                + 128,
+        );
         out.push_str("{\"resourceType\":");
         out.push_str(&Value::from(rtype).to_string());
         out.push_str(",\"id\":");
@@ -106,8 +119,14 @@ mod tests {
     fn stamping_keeps_number_text_and_order() {
         let (_, raw) = parse(r#"{"resourceType":"Observation","id":"x","valueQuantity":{"value":1.50},"status":"final"}"#).unwrap();
         let text = raw.stamped("Observation", "y", &json!({"versionId": "2"}));
-        assert_eq!(text, r#"{"resourceType":"Observation","id":"y","meta":{"versionId":"2"},"valueQuantity":{"value":1.50},"status":"final"}"#);
-        assert_eq!(raw.only(&["status".into()]), r#"{"resourceType":"Observation","id":"x","status":"final"}"#);
+        assert_eq!(
+            text,
+            r#"{"resourceType":"Observation","id":"y","meta":{"versionId":"2"},"valueQuantity":{"value":1.50},"status":"final"}"#
+        );
+        assert_eq!(
+            raw.only(&["status".into()]),
+            r#"{"resourceType":"Observation","id":"x","status":"final"}"#
+        );
         assert!(parse(r#"{"a":1,"a":2}"#).is_err());
         assert!(parse("{").is_err());
     }

@@ -8,7 +8,10 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
     /// An element; `choice` restricts a `[x]` element to one type (`dateTime` → `deceasedDateTime`).
-    Field { name: String, choice: Option<String> },
+    Field {
+        name: String,
+        choice: Option<String>,
+    },
     /// `where(field='literal')`
     WhereEq { field: String, value: String },
     /// `where(resolve() is Type)`: a Reference whose target has this type.
@@ -22,7 +25,10 @@ pub struct Path {
 
 /// Parses an expression for resource type `rtype` into its union members.
 pub fn parse(expr: &str, rtype: &str) -> Result<Vec<Path>, String> {
-    split_top(expr, '|').into_iter().map(|alt| parse_one(alt.trim(), rtype)).collect()
+    split_top(expr, '|')
+        .into_iter()
+        .map(|alt| parse_one(alt.trim(), rtype))
+        .collect()
 }
 
 fn parse_one(expr: &str, rtype: &str) -> Result<Path, String> {
@@ -46,18 +52,27 @@ fn parse_one(expr: &str, rtype: &str) -> Result<Path, String> {
                 steps.push(Step::RefType(t.trim().to_owned()));
             } else if let Some((field, value)) = inner.split_once('=') {
                 let value = value.trim().trim_matches('\'');
-                steps.push(Step::WhereEq { field: field.trim().to_owned(), value: value.to_owned() });
+                steps.push(Step::WhereEq {
+                    field: field.trim().to_owned(),
+                    value: value.to_owned(),
+                });
             } else {
                 return Err(format!("unsupported where() in '{expr}'"));
             }
-        } else if let Some(t) = seg.strip_prefix("ofType(").or_else(|| seg.strip_prefix("as(")) {
+        } else if let Some(t) = seg
+            .strip_prefix("ofType(")
+            .or_else(|| seg.strip_prefix("as("))
+        {
             let t = t.strip_suffix(')').ok_or("unclosed ofType(")?;
             match steps.last_mut() {
                 Some(Step::Field { choice, .. }) => *choice = Some(t.to_owned()),
                 _ => return Err(format!("ofType() must follow an element in '{expr}'")),
             }
         } else if !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            steps.push(Step::Field { name: (*seg).to_owned(), choice: None });
+            steps.push(Step::Field {
+                name: (*seg).to_owned(),
+                choice: None,
+            });
         } else {
             return Err(format!("unsupported FHIRPath '{seg}' in '{expr}'"));
         }
@@ -137,11 +152,16 @@ fn push_flat<'a>(out: &mut Vec<&'a Value>, value: &'a Value) {
 
 /// `effective` matches `effective` and `effectiveDateTime`/`effectivePeriod`…; with a choice type only that one.
 fn field_matches(key: &str, name: &str, choice: Option<&str>) -> bool {
-    let Some(rest) = key.strip_prefix(name) else { return false };
+    let Some(rest) = key.strip_prefix(name) else {
+        return false;
+    };
     match choice {
         Some(t) => {
             let mut chars = t.chars();
-            chars.next().is_some_and(|c| rest.starts_with(c.to_ascii_uppercase())) && rest[1..] == *chars.as_str()
+            chars
+                .next()
+                .is_some_and(|c| rest.starts_with(c.to_ascii_uppercase()))
+                && rest[1..] == *chars.as_str()
         }
         None => rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase()),
     }
@@ -154,7 +174,12 @@ mod tests {
     use super::parse;
 
     fn eval(expr: &str, rtype: &str, v: &serde_json::Value) -> Vec<serde_json::Value> {
-        parse(expr, rtype).unwrap().iter().flat_map(|p| p.eval(v)).cloned().collect()
+        parse(expr, rtype)
+            .unwrap()
+            .iter()
+            .flat_map(|p| p.eval(v))
+            .cloned()
+            .collect()
     }
 
     #[test]
@@ -166,15 +191,42 @@ mod tests {
             "valueQuantity": { "value": 1 },
             "category": [{ "text": "a" }, { "text": "b" }]
         });
-        assert_eq!(eval("Observation.effective", "Observation", &obs), vec![json!({ "start": "2020" })]);
-        assert_eq!(eval("Observation.subject.where(resolve() is Patient)", "Observation", &obs).len(), 1);
-        assert!(eval("Observation.subject.where(resolve() is Group)", "Observation", &obs).is_empty());
-        assert_eq!(eval("(Observation.value as Quantity)", "Observation", &obs), vec![json!({ "value": 1 })]);
+        assert_eq!(
+            eval("Observation.effective", "Observation", &obs),
+            vec![json!({ "start": "2020" })]
+        );
+        assert_eq!(
+            eval(
+                "Observation.subject.where(resolve() is Patient)",
+                "Observation",
+                &obs
+            )
+            .len(),
+            1
+        );
+        assert!(
+            eval(
+                "Observation.subject.where(resolve() is Group)",
+                "Observation",
+                &obs
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            eval("(Observation.value as Quantity)", "Observation", &obs),
+            vec![json!({ "value": 1 })]
+        );
         assert!(eval("Observation.value.ofType(string)", "Observation", &obs).is_empty());
         assert_eq!(eval("Observation.category", "Observation", &obs).len(), 2);
         let pat = json!({ "telecom": [{ "system": "phone", "value": "1" }, { "system": "email", "value": "a@b" }] });
-        assert_eq!(eval("Patient.telecom.where(system='email')", "Patient", &pat)[0]["value"], "a@b");
-        assert_eq!(eval("Patient.name | Patient.telecom", "Patient", &pat).len(), 2);
+        assert_eq!(
+            eval("Patient.telecom.where(system='email')", "Patient", &pat)[0]["value"],
+            "a@b"
+        );
+        assert_eq!(
+            eval("Patient.name | Patient.telecom", "Patient", &pat).len(),
+            2
+        );
         assert!(parse("Patient.name.first()", "Patient").is_err());
         assert!(parse("Observation.code", "Patient").is_err());
     }

@@ -37,11 +37,32 @@ pub struct Limits {
 }
 
 /// Reference types tried for a bare id (`subject=123`) when the parameter does not name its target.
-const BARE_ID_TYPES: &[&str] = &["Patient", "Practitioner", "Organization", "Encounter", "Group", "RelatedPerson", "Device", "Location", "PractitionerRole"];
+const BARE_ID_TYPES: &[&str] = &[
+    "Patient",
+    "Practitioner",
+    "Organization",
+    "Encounter",
+    "Group",
+    "RelatedPerson",
+    "Device",
+    "Location",
+    "PractitionerRole",
+];
 
-pub fn parse(rtype: &str, params: &[(String, String)], registry: &Registry, limits: Limits, base: &str) -> Result<SearchRequest> {
+pub fn parse(
+    rtype: &str,
+    params: &[(String, String)],
+    registry: &Registry,
+    limits: Limits,
+    base: &str,
+) -> Result<SearchRequest> {
     let mut req = SearchRequest {
-        query: Query { rtype: rtype.to_owned(), count: limits.default_count, total: true, ..Query::default() },
+        query: Query {
+            rtype: rtype.to_owned(),
+            count: limits.default_count,
+            total: true,
+            ..Query::default()
+        },
         ..SearchRequest::default()
     };
     for (key, value) in params {
@@ -52,14 +73,20 @@ pub fn parse(rtype: &str, params: &[(String, String)], registry: &Registry, limi
         let mut used = true;
         match name {
             "_count" => {
-                let n: i64 = value.parse().map_err(|_| bad(key, "must be a whole number"))?;
+                let n: i64 = value
+                    .parse()
+                    .map_err(|_| bad(key, "must be a whole number"))?;
                 if n < 0 {
                     return Err(bad(key, "must not be negative"));
                 }
                 req.query.count = n.min(limits.max_count);
             }
             "_offset" => {
-                req.query.offset = value.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| bad(key, "must be a whole number"))?;
+                req.query.offset = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| bad(key, "must be a whole number"))?;
             }
             "_total" => req.query.total = value != "none",
             "_summary" => match value.as_str() {
@@ -71,7 +98,13 @@ pub fn parse(rtype: &str, params: &[(String, String)], registry: &Registry, limi
                 _ => return Err(bad(key, "only _summary=count and false are supported")),
             },
             "_elements" => {
-                req.elements = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+                req.elements = Some(
+                    value
+                        .split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                );
             }
             "_sort" => {
                 for key_text in value.split(',').filter(|s| !s.is_empty()) {
@@ -87,7 +120,9 @@ pub fn parse(rtype: &str, params: &[(String, String)], registry: &Registry, limi
                             Some(Kind::String) => SortKey::Text(p.to_owned()),
                             Some(Kind::Token | Kind::Uri) => SortKey::Token(p.to_owned()),
                             Some(Kind::Quantity | Kind::Number) => SortKey::Number(p.to_owned()),
-                            Some(Kind::Reference) | None => return Err(bad("_sort", &format!("cannot sort by '{p}'"))),
+                            Some(Kind::Reference) | None => {
+                                return Err(bad("_sort", &format!("cannot sort by '{p}'")));
+                            }
                         },
                     };
                     req.query.sort.push(Sort { key, descending });
@@ -98,10 +133,21 @@ pub fn parse(rtype: &str, params: &[(String, String)], registry: &Registry, limi
                 let (Some(source), Some(param)) = (parts.next(), parts.next()) else {
                     return Err(bad(key, "expected Type:parameter[:targetType]"));
                 };
-                if registry.param(source, param).filter(|p| p.kind == Kind::Reference).is_none() {
-                    return Err(bad(key, &format!("{source}:{param} is not a reference parameter")));
+                if registry
+                    .param(source, param)
+                    .filter(|p| p.kind == Kind::Reference)
+                    .is_none()
+                {
+                    return Err(bad(
+                        key,
+                        &format!("{source}:{param} is not a reference parameter"),
+                    ));
                 }
-                let include = Include { source: source.to_owned(), param: param.to_owned(), target: parts.next().map(str::to_owned) };
+                let include = Include {
+                    source: source.to_owned(),
+                    param: param.to_owned(),
+                    target: parts.next().map(str::to_owned),
+                };
                 if name == "_include" {
                     if source != rtype {
                         return Err(bad(key, &format!("_include must start with {rtype}")));
@@ -121,17 +167,30 @@ pub fn parse(rtype: &str, params: &[(String, String)], registry: &Registry, limi
                 });
             }
             "_lastUpdated" => {
-                let any_of = split_or(value).iter().map(|v| date_condition(key, v, true)).collect::<Result<_>>()?;
-                req.query.clauses.push(Clause { param: "_lastUpdated".into(), any_of, negate: false });
+                let any_of = split_or(value)
+                    .iter()
+                    .map(|v| date_condition(key, v, true))
+                    .collect::<Result<_>>()?;
+                req.query.clauses.push(Clause {
+                    param: "_lastUpdated".into(),
+                    any_of,
+                    negate: false,
+                });
             }
             _ => match registry.param(rtype, name) {
                 Some(param) => {
                     let clause = clause(name, param.kind, modifier, value, key, base)?;
                     req.query.clauses.push(clause);
                 }
-                None if name.contains('.') => return Err(Error::NotSupported(format!("chained search '{key}' is not supported"))),
+                None if name.contains('.') => {
+                    return Err(Error::NotSupported(format!(
+                        "chained search '{key}' is not supported"
+                    )));
+                }
                 None => {
-                    req.ignored.push(format!("unknown search parameter '{key}' for {rtype} was ignored"));
+                    req.ignored.push(format!(
+                        "unknown search parameter '{key}' for {rtype} was ignored"
+                    ));
                     used = false;
                 }
             },
@@ -141,13 +200,19 @@ pub fn parse(rtype: &str, params: &[(String, String)], registry: &Registry, limi
         }
     }
     if req.query.sort.is_empty() {
-        req.query.sort.push(Sort { key: SortKey::LastUpdated, descending: true });
+        req.query.sort.push(Sort {
+            key: SortKey::LastUpdated,
+            descending: true,
+        });
     }
     Ok(req)
 }
 
 fn bad(key: &str, why: &str) -> Error {
-    Error::invalid(Issue::new("processing", format!("search parameter {key}: {why}")))
+    Error::invalid(Issue::new(
+        "processing",
+        format!("search parameter {key}: {why}"),
+    ))
 }
 
 /// Comma-separated alternatives, with `\,` as a literal comma.
@@ -156,7 +221,10 @@ fn split_or(value: &str) -> Vec<String> {
     let mut chars = value.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\\' if matches!(chars.peek(), Some(',' | '\\' | '|' | '$')) => out.last_mut().unwrap_or(&mut String::new()).push(chars.next().unwrap_or(c)),
+            '\\' if matches!(chars.peek(), Some(',' | '\\' | '|' | '$')) => out
+                .last_mut()
+                .unwrap_or(&mut String::new())
+                .push(chars.next().unwrap_or(c)),
             ',' => out.push(String::new()),
             c => {
                 if let Some(last) = out.last_mut() {
@@ -170,8 +238,15 @@ fn split_or(value: &str) -> Vec<String> {
 
 fn prefix_of(value: &str) -> (Prefix, &str) {
     let prefixes = [
-        ("eq", Prefix::Eq), ("ne", Prefix::Ne), ("lt", Prefix::Lt), ("gt", Prefix::Gt), ("le", Prefix::Le),
-        ("ge", Prefix::Ge), ("sa", Prefix::Sa), ("eb", Prefix::Eb), ("ap", Prefix::Ap),
+        ("eq", Prefix::Eq),
+        ("ne", Prefix::Ne),
+        ("lt", Prefix::Lt),
+        ("gt", Prefix::Gt),
+        ("le", Prefix::Le),
+        ("ge", Prefix::Ge),
+        ("sa", Prefix::Sa),
+        ("eb", Prefix::Eb),
+        ("ap", Prefix::Ap),
     ];
     for (p, prefix) in prefixes {
         if let Some(rest) = value.strip_prefix(p) {
@@ -185,8 +260,13 @@ fn prefix_of(value: &str) -> (Prefix, &str) {
 
 fn date_condition(key: &str, value: &str, last_updated: bool) -> Result<Condition> {
     let (prefix, date) = prefix_of(value);
-    let (low, high) = datetime::range(date).ok_or_else(|| bad(key, &format!("'{value}' is not a valid date")))?;
-    Ok(if last_updated { Condition::LastUpdated { prefix, low, high } } else { Condition::Date { prefix, low, high } })
+    let (low, high) =
+        datetime::range(date).ok_or_else(|| bad(key, &format!("'{value}' is not a valid date")))?;
+    Ok(if last_updated {
+        Condition::LastUpdated { prefix, low, high }
+    } else {
+        Condition::Date { prefix, low, high }
+    })
 }
 
 fn number_condition(key: &str, value: &str) -> Result<Condition> {
@@ -195,14 +275,30 @@ fn number_condition(key: &str, value: &str) -> Result<Condition> {
     let system = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
     let code = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
     let (prefix, digits) = prefix_of(number);
-    let v: f64 = digits.parse().map_err(|_| bad(key, &format!("'{number}' is not a number")))?;
+    let v: f64 = digits
+        .parse()
+        .map_err(|_| bad(key, &format!("'{number}' is not a number")))?;
     // The implicit range of a decimal is half a unit of its last digit on each side (5.4 covers 5.35..5.45).
     let decimals = digits.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
     let half = 0.5 * 10f64.powi(-decimals);
-    Ok(Condition::Quantity { prefix, value: v, low: v - half, high: v + half, system, code })
+    Ok(Condition::Quantity {
+        prefix,
+        value: v,
+        low: v - half,
+        high: v + half,
+        system,
+        code,
+    })
 }
 
-fn clause(name: &str, kind: Kind, modifier: Option<&str>, value: &str, key: &str, base: &str) -> Result<Clause> {
+fn clause(
+    name: &str,
+    kind: Kind,
+    modifier: Option<&str>,
+    value: &str,
+    key: &str,
+    base: &str,
+) -> Result<Clause> {
     let values = split_or(value);
     if values.is_empty() {
         return Err(bad(key, "has no value"));
@@ -216,44 +312,108 @@ fn clause(name: &str, kind: Kind, modifier: Option<&str>, value: &str, key: &str
             _ => return Err(bad(key, "must be true or false")),
         };
         let template = match kind {
-            Kind::Token | Kind::Uri => Condition::Token { system: None, code: None },
+            Kind::Token | Kind::Uri => Condition::Token {
+                system: None,
+                code: None,
+            },
             Kind::String => Condition::TextExact(String::new()),
-            Kind::Date => Condition::Date { prefix: Prefix::Eq, low: 0, high: 0 },
+            Kind::Date => Condition::Date {
+                prefix: Prefix::Eq,
+                low: 0,
+                high: 0,
+            },
             Kind::Reference => Condition::Reference(String::new()),
-            Kind::Quantity | Kind::Number => Condition::Quantity { prefix: Prefix::Eq, value: 0.0, low: 0.0, high: 0.0, system: None, code: None },
+            Kind::Quantity | Kind::Number => Condition::Quantity {
+                prefix: Prefix::Eq,
+                value: 0.0,
+                low: 0.0,
+                high: 0.0,
+                system: None,
+                code: None,
+            },
         };
-        return Ok(Clause { param, any_of: vec![Condition::Missing(missing), template], negate: false });
+        return Ok(Clause {
+            param,
+            any_of: vec![Condition::Missing(missing), template],
+            negate: false,
+        });
     }
     let any_of: Vec<Condition> = match (kind, modifier) {
         (Kind::Token, None | Some("not")) => {
             negate = modifier == Some("not");
             values.iter().map(|v| token(v)).collect()
         }
-        (Kind::Uri, None) => values.iter().map(|v| Condition::Token { system: None, code: Some(v.clone()) }).collect(),
-        (Kind::String, None) => values.iter().map(|v| Condition::TextStarts(normalize(v))).collect(),
-        (Kind::String, Some("exact")) => values.iter().map(|v| Condition::TextExact(v.clone())).collect(),
-        (Kind::String, Some("contains")) => values.iter().map(|v| Condition::TextContains(normalize(v))).collect(),
-        (Kind::Date, None) => values.iter().map(|v| date_condition(key, v, false)).collect::<Result<_>>()?,
-        (Kind::Quantity | Kind::Number, None) => values.iter().map(|v| number_condition(key, v)).collect::<Result<_>>()?,
+        (Kind::Uri, None) => values
+            .iter()
+            .map(|v| Condition::Token {
+                system: None,
+                code: Some(v.clone()),
+            })
+            .collect(),
+        (Kind::String, None) => values
+            .iter()
+            .map(|v| Condition::TextStarts(normalize(v)))
+            .collect(),
+        (Kind::String, Some("exact")) => values
+            .iter()
+            .map(|v| Condition::TextExact(v.clone()))
+            .collect(),
+        (Kind::String, Some("contains")) => values
+            .iter()
+            .map(|v| Condition::TextContains(normalize(v)))
+            .collect(),
+        (Kind::Date, None) => values
+            .iter()
+            .map(|v| date_condition(key, v, false))
+            .collect::<Result<_>>()?,
+        (Kind::Quantity | Kind::Number, None) => values
+            .iter()
+            .map(|v| number_condition(key, v))
+            .collect::<Result<_>>()?,
         (Kind::Reference, Some("identifier")) => {
             param = format!("{name}:identifier");
             values.iter().map(|v| token(v)).collect()
         }
-        (Kind::Reference, None) => values.iter().flat_map(|v| reference(name, v, None, base)).collect(),
-        (Kind::Reference, Some(t)) if t.starts_with(|c: char| c.is_ascii_uppercase()) => {
-            values.iter().flat_map(|v| reference(name, v, Some(t), base)).collect()
+        (Kind::Reference, None) => values
+            .iter()
+            .flat_map(|v| reference(name, v, None, base))
+            .collect(),
+        (Kind::Reference, Some(t)) if t.starts_with(|c: char| c.is_ascii_uppercase()) => values
+            .iter()
+            .flat_map(|v| reference(name, v, Some(t), base))
+            .collect(),
+        (_, Some(m)) => {
+            return Err(Error::NotSupported(format!(
+                "modifier :{m} is not supported for {} parameter {name}",
+                kind.as_str()
+            )));
         }
-        (_, Some(m)) => return Err(Error::NotSupported(format!("modifier :{m} is not supported for {} parameter {name}", kind.as_str()))),
     };
-    Ok(Clause { param, any_of, negate })
+    Ok(Clause {
+        param,
+        any_of,
+        negate,
+    })
 }
 
 fn token(value: &str) -> Condition {
     match value.split_once('|') {
-        None => Condition::Token { system: None, code: Some(value.to_owned()) },
-        Some(("", code)) => Condition::Token { system: Some(None), code: Some(code.to_owned()) },
-        Some((system, "")) => Condition::Token { system: Some(Some(system.to_owned())), code: None },
-        Some((system, code)) => Condition::Token { system: Some(Some(system.to_owned())), code: Some(code.to_owned()) },
+        None => Condition::Token {
+            system: None,
+            code: Some(value.to_owned()),
+        },
+        Some(("", code)) => Condition::Token {
+            system: Some(None),
+            code: Some(code.to_owned()),
+        },
+        Some((system, "")) => Condition::Token {
+            system: Some(Some(system.to_owned())),
+            code: None,
+        },
+        Some((system, code)) => Condition::Token {
+            system: Some(Some(system.to_owned())),
+            code: Some(code.to_owned()),
+        },
     }
 }
 
@@ -266,11 +426,16 @@ fn reference(name: &str, value: &str, type_modifier: Option<&str>, base: &str) -
         (Some(t), _) => vec![t],
         (None, "patient" | "beneficiary") => vec!["Patient"],
         (None, "practitioner") => vec!["Practitioner"],
-        (None, "organization" | "custodian" | "service-provider" | "partof") => vec!["Organization"],
+        (None, "organization" | "custodian" | "service-provider" | "partof") => {
+            vec!["Organization"]
+        }
         (None, "encounter") => vec!["Encounter"],
         (None, _) => BARE_ID_TYPES.to_vec(),
     };
-    types.into_iter().map(|t| Condition::Reference(format!("{t}/{local}"))).collect()
+    types
+        .into_iter()
+        .map(|t| Condition::Reference(format!("{t}/{local}")))
+        .collect()
 }
 
 #[cfg(test)]
@@ -279,23 +444,91 @@ mod tests {
 
     fn req(rtype: &str, q: &[(&str, &str)]) -> Result<SearchRequest> {
         let registry = Registry::new(&[]).unwrap();
-        let params: Vec<(String, String)> = q.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        parse(rtype, &params, &registry, Limits { default_count: 50, max_count: 1000 }, "http://x/fhir")
+        let params: Vec<(String, String)> = q
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        parse(
+            rtype,
+            &params,
+            &registry,
+            Limits {
+                default_count: 50,
+                max_count: 1000,
+            },
+            "http://x/fhir",
+        )
     }
 
     #[test]
     fn parses_the_common_search_shapes() {
-        let r = req("Observation", &[("patient", "1"), ("category", "laboratory"), ("date", "ge2024-01"), ("status", "final,amended"), ("_sort", "-date"), ("_count", "5000")]).unwrap();
+        let r = req(
+            "Observation",
+            &[
+                ("patient", "1"),
+                ("category", "laboratory"),
+                ("date", "ge2024-01"),
+                ("status", "final,amended"),
+                ("_sort", "-date"),
+                ("_count", "5000"),
+            ],
+        )
+        .unwrap();
         assert_eq!(r.query.count, 1000);
-        assert_eq!(r.query.clauses[0].any_of, vec![Condition::Reference("Patient/1".into())]);
+        assert_eq!(
+            r.query.clauses[0].any_of,
+            vec![Condition::Reference("Patient/1".into())]
+        );
         assert_eq!(r.query.clauses[3].any_of.len(), 2);
-        assert!(matches!(r.query.clauses[2].any_of[0], Condition::Date { prefix: Prefix::Ge, .. }));
-        assert_eq!(r.query.sort[0], Sort { key: SortKey::Date("date".into()), descending: true });
-        let t = req("Observation", &[("code", "http://loinc.org|718-7"), ("value-quantity", "gt5.4|http://unitsofmeasure.org|g/dL")]).unwrap();
-        assert_eq!(t.query.clauses[0].any_of[0], Condition::Token { system: Some(Some("http://loinc.org".into())), code: Some("718-7".into()) });
-        assert!(matches!(t.query.clauses[1].any_of[0], Condition::Quantity { prefix: Prefix::Gt, .. }));
-        let s = req("Patient", &[("name:contains", "Zoë"), ("foo", "bar"), ("subject:identifier", "x")]).unwrap();
-        assert_eq!(s.query.clauses[0].any_of[0], Condition::TextContains("zoe".into()));
+        assert!(matches!(
+            r.query.clauses[2].any_of[0],
+            Condition::Date {
+                prefix: Prefix::Ge,
+                ..
+            }
+        ));
+        assert_eq!(
+            r.query.sort[0],
+            Sort {
+                key: SortKey::Date("date".into()),
+                descending: true
+            }
+        );
+        let t = req(
+            "Observation",
+            &[
+                ("code", "http://loinc.org|718-7"),
+                ("value-quantity", "gt5.4|http://unitsofmeasure.org|g/dL"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            t.query.clauses[0].any_of[0],
+            Condition::Token {
+                system: Some(Some("http://loinc.org".into())),
+                code: Some("718-7".into())
+            }
+        );
+        assert!(matches!(
+            t.query.clauses[1].any_of[0],
+            Condition::Quantity {
+                prefix: Prefix::Gt,
+                ..
+            }
+        ));
+        let s = req(
+            "Patient",
+            &[
+                ("name:contains", "Zoë"),
+                ("foo", "bar"),
+                ("subject:identifier", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            s.query.clauses[0].any_of[0],
+            Condition::TextContains("zoe".into())
+        );
         assert_eq!(s.ignored.len(), 1);
         assert!(req("Observation", &[("date", "yesterday")]).is_err());
         assert!(req("Observation", &[("code:text", "x")]).is_err());

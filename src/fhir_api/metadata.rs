@@ -16,7 +16,16 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
 /// The CapabilityStatement for this build; deterministic so the published file can be compared with it.
 pub fn statement(state: &AppState) -> Value {
     let registry = state.records.registry();
-    let interactions = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"];
+    let interactions = [
+        "read",
+        "vread",
+        "update",
+        "delete",
+        "history-instance",
+        "history-type",
+        "create",
+        "search-type",
+    ];
     let resources: Vec<Value> = SUPPORTED
         .iter()
         .map(|rtype| {

@@ -24,15 +24,26 @@ pub fn router() -> Router<AppState> {
         .route("/{rtype}", get(i::search_get).post(i::create))
         .route("/{rtype}/_search", post(i::search_post))
         .route("/{rtype}/_history", get(i::history_type))
-        .route("/{rtype}/{id}", get(i::read).put(i::update).delete(i::delete))
+        .route(
+            "/{rtype}/{id}",
+            get(i::read).put(i::update).delete(i::delete),
+        )
         .route("/{rtype}/{id}/_history", get(i::history_instance))
         .route("/{rtype}/{id}/_history/{vid}", get(i::vread))
-        .route("/{rtype}/{id}/{operation}", get(i::instance_operation).post(i::instance_operation))
+        .route(
+            "/{rtype}/{id}/{operation}",
+            get(i::instance_operation).post(i::instance_operation),
+        )
         .method_not_allowed_fallback(i::method_not_allowed)
         .fallback(i::unknown_route)
 }
 
 /// A FHIR JSON response.
 pub fn fhir_json(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
+        body,
+    )
+        .into_response()
 }

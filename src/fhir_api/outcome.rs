@@ -34,7 +34,10 @@ pub fn status_and_outcome(err: &Error) -> (StatusCode, Value) {
         Error::Forbidden(m) => (StatusCode::FORBIDDEN, one("forbidden", m)),
         Error::Store(cause) => {
             tracing::error!(%cause, "storage failure");
-            (StatusCode::INTERNAL_SERVER_ERROR, one("exception", "the server could not complete the request"))
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                one("exception", "the server could not complete the request"),
+            )
         }
     };
     (status, operation_outcome("error", &issues))

@@ -49,14 +49,22 @@ struct Bundle {
 }
 
 /// A Bundle of `kind` as JSON text.
-pub fn bundle(kind: &'static str, total: Option<i64>, links: Vec<(&'static str, String)>, entry: Vec<BundleEntry>) -> String {
+pub fn bundle(
+    kind: &'static str,
+    total: Option<i64>,
+    links: Vec<(&'static str, String)>,
+    entry: Vec<BundleEntry>,
+) -> String {
     let b = Bundle {
         resource_type: "Bundle",
         id: uuid::Uuid::new_v4().to_string(),
         meta: serde_json::json!({ "lastUpdated": clock::instant(clock::now_millis()) }),
         kind,
         total,
-        link: links.into_iter().map(|(relation, url)| Link { relation, url }).collect(),
+        link: links
+            .into_iter()
+            .map(|(relation, url)| Link { relation, url })
+            .collect(),
         entry,
     };
     // Serializing owned strings and valid raw JSON cannot fail.
@@ -70,11 +78,23 @@ fn url(base: &str, path: &str, params: &[(String, String)], offset: Option<i64>)
         s.append_pair("_offset", &o.to_string());
     }
     let q = s.finish();
-    if q.is_empty() { format!("{base}/{path}") } else { format!("{base}/{path}?{q}") }
+    if q.is_empty() {
+        format!("{base}/{path}")
+    } else {
+        format!("{base}/{path}?{q}")
+    }
 }
 
 /// self, next and previous links for an offset page.
-fn page_links(base: &str, path: &str, params: &[(String, String)], total: Option<i64>, shown: usize, count: i64, offset: i64) -> Vec<(&'static str, String)> {
+fn page_links(
+    base: &str,
+    path: &str,
+    params: &[(String, String)],
+    total: Option<i64>,
+    shown: usize,
+    count: i64,
+    offset: i64,
+) -> Vec<(&'static str, String)> {
     let mut links = vec![("self", url(base, path, params, Some(offset)))];
     let more = match total {
         Some(t) => offset + count < t,
@@ -84,14 +104,19 @@ fn page_links(base: &str, path: &str, params: &[(String, String)], total: Option
         links.push(("next", url(base, path, params, Some(offset + count))));
     }
     if offset > 0 && count > 0 {
-        links.push(("previous", url(base, path, params, Some((offset - count).max(0)))));
+        links.push((
+            "previous",
+            url(base, path, params, Some((offset - count).max(0))),
+        ));
     }
     links
 }
 
 fn entry(base: &str, r: &Stored, mode: &'static str, elements: Option<&[String]>) -> BundleEntry {
     let body = match elements {
-        Some(keep) => serde_json::from_str::<RawObject>(&r.body).map(|o| o.only(keep)).unwrap_or_else(|_| r.body.clone()),
+        Some(keep) => serde_json::from_str::<RawObject>(&r.body)
+            .map(|o| o.only(keep))
+            .unwrap_or_else(|_| r.body.clone()),
         None => r.body.clone(),
     };
     BundleEntry {
@@ -103,25 +128,57 @@ fn entry(base: &str, r: &Stored, mode: &'static str, elements: Option<&[String]>
     }
 }
 
-pub fn searchset(base: &str, rtype: &str, req: &SearchRequest, matches: &[Stored], included: &[Stored], total: Option<i64>) -> String {
+pub fn searchset(
+    base: &str,
+    rtype: &str,
+    req: &SearchRequest,
+    matches: &[Stored],
+    included: &[Stored],
+    total: Option<i64>,
+) -> String {
     let elements = req.elements.as_deref();
-    let mut entries: Vec<BundleEntry> = matches.iter().map(|m| entry(base, m, "match", elements)).collect();
+    let mut entries: Vec<BundleEntry> = matches
+        .iter()
+        .map(|m| entry(base, m, "match", elements))
+        .collect();
     entries.extend(included.iter().map(|m| entry(base, m, "include", None)));
     if !req.ignored.is_empty() {
-        let issues: Vec<_> = req.ignored.iter().map(|w| crate::error::Issue::new("not-supported", w.clone())).collect();
+        let issues: Vec<_> = req
+            .ignored
+            .iter()
+            .map(|w| crate::error::Issue::new("not-supported", w.clone()))
+            .collect();
         entries.push(BundleEntry {
             full_url: None,
-            resource: Some(fjson::raw(crate::fhir::operation_outcome("warning", &issues).to_string())),
+            resource: Some(fjson::raw(
+                crate::fhir::operation_outcome("warning", &issues).to_string(),
+            )),
             search: Some(serde_json::json!({ "mode": "outcome" })),
             request: None,
             response: None,
         });
     }
-    let links = page_links(base, rtype, &req.used, total, matches.len(), req.query.count, req.query.offset);
+    let links = page_links(
+        base,
+        rtype,
+        &req.used,
+        total,
+        matches.len(),
+        req.query.count,
+        req.query.offset,
+    );
     bundle("searchset", total, links, entries)
 }
 
-pub fn history(base: &str, path: &str, params: &[(String, String)], rows: &[Row], total: i64, count: i64, offset: i64) -> String {
+pub fn history(
+    base: &str,
+    path: &str,
+    params: &[(String, String)],
+    rows: &[Row],
+    total: i64,
+    count: i64,
+    offset: i64,
+) -> String {
     let entries = rows
         .iter()
         .map(|r| {
@@ -131,7 +188,11 @@ pub fn history(base: &str, path: &str, params: &[(String, String)], rows: &[Row]
                 (Some(_), 1) => ("POST", "201 Created"),
                 (Some(_), _) => ("PUT", "200 OK"),
             };
-            let request_url = if method == "POST" { r.rtype.clone() } else { format!("{}/{}", r.rtype, r.id) };
+            let request_url = if method == "POST" {
+                r.rtype.clone()
+            } else {
+                format!("{}/{}", r.rtype, r.id)
+            };
             BundleEntry {
                 full_url: Some(full_url),
                 resource: r.body.clone().map(fjson::raw),
@@ -149,8 +210,24 @@ pub fn history(base: &str, path: &str, params: &[(String, String)], rows: &[Row]
     bundle("history", Some(total), links, entries)
 }
 
-pub fn everything(base: &str, patient: &str, params: &[(String, String)], rows: &[Stored], total: i64, count: i64, offset: i64) -> String {
+pub fn everything(
+    base: &str,
+    patient: &str,
+    params: &[(String, String)],
+    rows: &[Stored],
+    total: i64,
+    count: i64,
+    offset: i64,
+) -> String {
     let entries = rows.iter().map(|r| entry(base, r, "match", None)).collect();
-    let links = page_links(base, &format!("Patient/{patient}/$everything"), params, Some(total), rows.len(), count, offset);
+    let links = page_links(
+        base,
+        &format!("Patient/{patient}/$everything"),
+        params,
+        Some(total),
+        rows.len(),
+        count,
+        offset,
+    );
     bundle("searchset", Some(total), links, entries)
 }

@@ -55,8 +55,20 @@ struct Prepared {
 }
 
 impl Records {
-    pub fn new(store: SharedStore, registry: Arc<Registry>, clock: Clock, limits: Limits, base: String) -> Self {
-        Records { store, registry, clock, limits, base }
+    pub fn new(
+        store: SharedStore,
+        registry: Arc<Registry>,
+        clock: Clock,
+        limits: Limits,
+        base: String,
+    ) -> Self {
+        Records {
+            store,
+            registry,
+            clock,
+            limits,
+            base,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -68,14 +80,30 @@ impl Records {
     }
 
     fn to_stored(row: Row) -> Result<Stored> {
-        let body = row.body.ok_or_else(|| Error::Gone(format!("{}/{} was deleted", row.rtype, row.id)))?;
-        Ok(Stored { rtype: row.rtype, id: row.id, version: row.version, last_updated: row.last_updated, body })
+        let body = row
+            .body
+            .ok_or_else(|| Error::Gone(format!("{}/{} was deleted", row.rtype, row.id)))?;
+        Ok(Stored {
+            rtype: row.rtype,
+            id: row.id,
+            version: row.version,
+            last_updated: row.last_updated,
+            body,
+        })
     }
 
     /// Validates a resource's JSON text for `rtype` (and `id` on update) and prepares its next version.
-    async fn prepare(&self, grant: &Grant, rtype: &str, id: Option<&str>, text: &str, expect: Option<i64>) -> Result<Prepared> {
+    async fn prepare(
+        &self,
+        grant: &Grant,
+        rtype: &str,
+        id: Option<&str>,
+        text: &str,
+        expect: Option<i64>,
+    ) -> Result<Prepared> {
         let (value, raw) = fjson::parse(text)?;
-        self.prepare_value(grant, rtype, id, &value, &raw, expect).await
+        self.prepare_value(grant, rtype, id, &value, &raw, expect)
+            .await
     }
 
     async fn prepare_value(
@@ -89,16 +117,28 @@ impl Records {
     ) -> Result<Prepared> {
         let found = parse::validate(value)?;
         if found != rtype {
-            return Err(Error::invalid(Issue::new("invalid", format!("resourceType {found} does not match the URL's {rtype}"))));
+            return Err(Error::invalid(Issue::new(
+                "invalid",
+                format!("resourceType {found} does not match the URL's {rtype}"),
+            )));
         }
         let body_id = value.get("id").and_then(Value::as_str);
         let id = match (id, body_id) {
             (Some(url_id), Some(b)) if url_id != b => {
-                return Err(Error::invalid(Issue::new("invalid", format!("id {b} does not match the URL's {url_id}")).at("id")));
+                return Err(Error::invalid(
+                    Issue::new(
+                        "invalid",
+                        format!("id {b} does not match the URL's {url_id}"),
+                    )
+                    .at("id"),
+                ));
             }
             (Some(url_id), _) => {
                 if !parse::valid_id(url_id) {
-                    return Err(Error::invalid(Issue::new("value", format!("invalid id '{url_id}'"))));
+                    return Err(Error::invalid(Issue::new(
+                        "value",
+                        format!("invalid id '{url_id}'"),
+                    )));
                 }
                 url_id.to_owned()
             }
@@ -111,21 +151,32 @@ impl Records {
         };
         if let (Some(want), Some(h)) = (expect, head) {
             if h.version != want {
-                return Err(Error::PreconditionFailed(format!("{rtype}/{id} is at version {}, not {want}", h.version)));
+                return Err(Error::PreconditionFailed(format!(
+                    "{rtype}/{id} is at version {}, not {want}",
+                    h.version
+                )));
             }
         } else if expect.is_some() && head.is_none() {
-            return Err(Error::PreconditionFailed(format!("{rtype}/{id} does not exist")));
+            return Err(Error::PreconditionFailed(format!(
+                "{rtype}/{id} does not exist"
+            )));
         }
         let version = head.map_or(1, |h| h.version + 1);
         let now = self.clock.now_millis();
-        let mut meta = value.get("meta").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+        let mut meta = value
+            .get("meta")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
         meta["versionId"] = json!(version.to_string());
         meta["lastUpdated"] = json!(clock::instant(now));
         let body = raw.stamped(rtype, &id, &meta);
         let index = extract::index(&self.registry, rtype, value, &self.base);
         let compartments = extract::compartments(rtype, &id, &index);
         if !grant.covers(&compartments) {
-            return Err(Error::Forbidden(format!("this {rtype} is outside the records you may change")));
+            return Err(Error::Forbidden(format!(
+                "this {rtype} is outside the records you may change"
+            )));
         }
         Ok(Prepared {
             created: head.is_none_or(|h| h.deleted),
@@ -139,18 +190,39 @@ impl Records {
                 index,
                 compartments,
             },
-            stored: Stored { rtype: rtype.to_owned(), id, version, last_updated: now, body },
+            stored: Stored {
+                rtype: rtype.to_owned(),
+                id,
+                version,
+                last_updated: now,
+                body,
+            },
         })
     }
 
     /// The AuditEvent write for an access to `what` in `patients`' compartments.
-    fn audit_write(&self, grant: &Grant, interaction: &'static str, what: &[String], patients: &[String], query: Option<&str>) -> Result<VersionWrite> {
+    fn audit_write(
+        &self,
+        grant: &Grant,
+        interaction: &'static str,
+        what: &[String],
+        patients: &[String],
+        query: Option<&str>,
+    ) -> Result<VersionWrite> {
         let now = self.clock.now_millis();
         let recorded = clock::instant(now);
-        let event = audit::event(&audit::Access { grant, interaction, what, patients, query, recorded: &recorded });
+        let event = audit::event(&audit::Access {
+            grant,
+            interaction,
+            what,
+            patients,
+            query,
+            recorded: &recorded,
+        });
         let id = uuid::Uuid::new_v4().to_string();
         let meta = json!({ "versionId": "1", "lastUpdated": recorded });
-        let raw: RawObject = serde_json::from_value(event.clone()).map_err(|e| Error::Store(e.to_string()))?;
+        let raw: RawObject =
+            serde_json::from_value(event.clone()).map_err(|e| Error::Store(e.to_string()))?;
         let index = extract::index(&self.registry, "AuditEvent", &event, &self.base);
         let compartments = extract::compartments("AuditEvent", &id, &index);
         Ok(VersionWrite {
@@ -166,11 +238,22 @@ impl Records {
     }
 
     /// Records a read-side access (after the data was fetched; a failed audit fails the request).
-    async fn audit_read(&self, grant: &Grant, interaction: &'static str, rows: &[Stored], query: Option<&str>) -> Result<()> {
-        let what: Vec<String> = rows.iter().map(|r| format!("{}/{}", r.rtype, r.id)).collect();
+    async fn audit_read(
+        &self,
+        grant: &Grant,
+        interaction: &'static str,
+        rows: &[Stored],
+        query: Option<&str>,
+    ) -> Result<()> {
+        let what: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{}/{}", r.rtype, r.id))
+            .collect();
         let patients = self.patients_of(grant, rows);
         let write = self.audit_write(grant, interaction, &what, &patients, query)?;
-        self.store.write(&system_grant(Action::Create), vec![write]).await
+        self.store
+            .write(&system_grant(Action::Create), vec![write])
+            .await
     }
 
     /// The patients whose data `rows` are: the grant's own patients, or read from the resources.
@@ -181,37 +264,76 @@ impl Records {
         let mut patients: Vec<String> = rows
             .iter()
             .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok().map(|v| (r, v)))
-            .flat_map(|(r, v)| extract::compartments(&r.rtype, &r.id, &extract::index(&self.registry, &r.rtype, &v, &self.base)))
+            .flat_map(|(r, v)| {
+                extract::compartments(
+                    &r.rtype,
+                    &r.id,
+                    &extract::index(&self.registry, &r.rtype, &v, &self.base),
+                )
+            })
             .collect();
         patients.sort();
         patients.dedup();
         patients
     }
 
-    async fn commit(&self, grant: &Grant, interaction: &'static str, prepared: Vec<Prepared>) -> Result<Vec<Written>> {
-        let what: Vec<String> = prepared.iter().map(|p| format!("{}/{}", p.stored.rtype, p.stored.id)).collect();
-        let mut patients: Vec<String> = prepared.iter().flat_map(|p| p.write.compartments.clone()).collect();
+    async fn commit(
+        &self,
+        grant: &Grant,
+        interaction: &'static str,
+        prepared: Vec<Prepared>,
+    ) -> Result<Vec<Written>> {
+        let what: Vec<String> = prepared
+            .iter()
+            .map(|p| format!("{}/{}", p.stored.rtype, p.stored.id))
+            .collect();
+        let mut patients: Vec<String> = prepared
+            .iter()
+            .flat_map(|p| p.write.compartments.clone())
+            .collect();
         patients.sort();
         patients.dedup();
         let mut writes: Vec<VersionWrite> = prepared.iter().map(|p| p.write.clone()).collect();
         writes.push(self.audit_write(grant, interaction, &what, &patients, None)?);
         self.store.write(grant, writes).await?;
-        Ok(prepared.into_iter().map(|p| Written { resource: p.stored, created: p.created }).collect())
+        Ok(prepared
+            .into_iter()
+            .map(|p| Written {
+                resource: p.stored,
+                created: p.created,
+            })
+            .collect())
     }
 
     pub async fn read(&self, actor: &Actor, rtype: &str, id: &str) -> Result<Stored> {
         let grant = access::authorize(actor, Action::Read, rtype)?;
-        let row = self.store.read(&grant, rtype, id).await?.ok_or_else(|| not_found(rtype, id))?;
+        let row = self
+            .store
+            .read(&grant, rtype, id)
+            .await?
+            .ok_or_else(|| not_found(rtype, id))?;
         let stored = Self::to_stored(row)?;
-        self.audit_read(&grant, "read", std::slice::from_ref(&stored), None).await?;
+        self.audit_read(&grant, "read", std::slice::from_ref(&stored), None)
+            .await?;
         Ok(stored)
     }
 
-    pub async fn vread(&self, actor: &Actor, rtype: &str, id: &str, version: i64) -> Result<Stored> {
+    pub async fn vread(
+        &self,
+        actor: &Actor,
+        rtype: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Stored> {
         let grant = access::authorize(actor, Action::Read, rtype)?;
-        let row = self.store.vread(&grant, rtype, id, version).await?.ok_or_else(|| not_found(rtype, &format!("{id}/_history/{version}")))?;
+        let row = self
+            .store
+            .vread(&grant, rtype, id, version)
+            .await?
+            .ok_or_else(|| not_found(rtype, &format!("{id}/_history/{version}")))?;
         let stored = Self::to_stored(row)?;
-        self.audit_read(&grant, "vread", std::slice::from_ref(&stored), None).await?;
+        self.audit_read(&grant, "vread", std::slice::from_ref(&stored), None)
+            .await?;
         Ok(stored)
     }
 
@@ -219,20 +341,37 @@ impl Records {
     pub async fn create(&self, actor: &Actor, rtype: &str, text: &str) -> Result<Written> {
         let grant = access::authorize(actor, Action::Create, rtype)?;
         let (mut value, raw) = fjson::parse(text)?;
-        if let Some(id) = value.get("id").filter(|id| !id.as_str().is_some_and(parse::valid_id)) {
-            return Err(Error::invalid(Issue::new("value", format!("invalid id {id} (1-64 of A-Z a-z 0-9 - .)")).at(format!("{rtype}.id"))));
+        if let Some(id) = value
+            .get("id")
+            .filter(|id| !id.as_str().is_some_and(parse::valid_id))
+        {
+            return Err(Error::invalid(
+                Issue::new(
+                    "value",
+                    format!("invalid id {id} (1-64 of A-Z a-z 0-9 - .)"),
+                )
+                .at(format!("{rtype}.id")),
+            ));
         }
         // A client id on create is ignored (the server assigns one), as the spec says.
         if let Some(obj) = value.as_object_mut() {
             obj.remove("id");
         }
-        let prepared = self.prepare_value(&grant, rtype, None, &value, &raw, None).await?;
-        Ok(self.commit(&grant, "create", vec![prepared]).await?.remove(0))
+        let prepared = self
+            .prepare_value(&grant, rtype, None, &value, &raw, None)
+            .await?;
+        Ok(self
+            .commit(&grant, "create", vec![prepared])
+            .await?
+            .remove(0))
     }
 
     /// The matches of a conditional-create criteria (`If-None-Exist`).
     pub async fn matches(&self, actor: &Actor, rtype: &str, criteria: &str) -> Result<Vec<Stored>> {
-        let params: Vec<(String, String)> = form_urlencoded::parse(criteria.trim_start_matches('?').as_bytes()).into_owned().collect();
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(criteria.trim_start_matches('?').as_bytes())
+                .into_owned()
+                .collect();
         let mut req = search::parse(rtype, &params, &self.registry, self.limits, &self.base)?;
         req.query.count = 2;
         req.query.total = false;
@@ -242,18 +381,29 @@ impl Records {
     }
 
     /// Update (or create with the client's id); `if_match` is the version the client read.
-    pub async fn update(&self, actor: &Actor, rtype: &str, id: &str, text: &str, if_match: Option<i64>) -> Result<Written> {
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        rtype: &str,
+        id: &str,
+        text: &str,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
         let grant = access::authorize(actor, Action::Update, rtype)?;
         // Without If-Match a concurrent writer is not an error: take the newer head and try again.
         for _ in 0..5 {
-            let prepared = self.prepare(&grant, rtype, Some(id), text, if_match).await?;
+            let prepared = self
+                .prepare(&grant, rtype, Some(id), text, if_match)
+                .await?;
             match self.commit(&grant, "update", vec![prepared]).await {
                 Err(Error::Conflict(_)) if if_match.is_none() => continue,
                 Err(Error::Conflict(why)) => return Err(Error::PreconditionFailed(why)),
                 other => return other.map(|mut w| w.remove(0)),
             }
         }
-        Err(Error::Conflict(format!("{rtype}/{id} is being changed by others; try again")))
+        Err(Error::Conflict(format!(
+            "{rtype}/{id} is being changed by others; try again"
+        )))
     }
 
     pub async fn delete(&self, actor: &Actor, rtype: &str, id: &str) -> Result<()> {
@@ -276,18 +426,53 @@ impl Records {
             compartments: Vec::new(),
         };
         let patients = self.patients_of(&grant, &[Self::to_stored(row)?]);
-        let audit = self.audit_write(&grant, "delete", &[format!("{rtype}/{id}")], &patients, None)?;
+        let audit = self.audit_write(
+            &grant,
+            "delete",
+            &[format!("{rtype}/{id}")],
+            &patients,
+            None,
+        )?;
         self.store.write(&grant, vec![write, audit]).await
     }
 
-    pub async fn history(&self, actor: &Actor, rtype: Option<&str>, id: Option<&str>, params: &[(String, String)]) -> Result<String> {
+    pub async fn history(
+        &self,
+        actor: &Actor,
+        rtype: Option<&str>,
+        id: Option<&str>,
+        params: &[(String, String)],
+    ) -> Result<String> {
         let grant = access::authorize(actor, Action::Read, rtype.unwrap_or("*"))?;
-        let mut query = HistoryQuery { rtype: rtype.map(str::to_owned), id: id.map(str::to_owned), since: None, count: self.limits.default_count, offset: 0 };
+        let mut query = HistoryQuery {
+            rtype: rtype.map(str::to_owned),
+            id: id.map(str::to_owned),
+            since: None,
+            count: self.limits.default_count,
+            offset: 0,
+        };
         for (k, v) in params {
             match k.as_str() {
-                "_since" => query.since = Some(clock::parse_rfc3339(v).or_else(|| crate::fhir::datetime::range(v).map(|r| r.0)).ok_or_else(|| bad_param(k, v))?),
-                "_count" => query.count = v.parse::<i64>().map_err(|_| bad_param(k, v))?.clamp(0, self.limits.max_count),
-                "_offset" => query.offset = v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| bad_param(k, v))?,
+                "_since" => {
+                    query.since = Some(
+                        clock::parse_rfc3339(v)
+                            .or_else(|| crate::fhir::datetime::range(v).map(|r| r.0))
+                            .ok_or_else(|| bad_param(k, v))?,
+                    )
+                }
+                "_count" => {
+                    query.count = v
+                        .parse::<i64>()
+                        .map_err(|_| bad_param(k, v))?
+                        .clamp(0, self.limits.max_count)
+                }
+                "_offset" => {
+                    query.offset = v
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| *n >= 0)
+                        .ok_or_else(|| bad_param(k, v))?
+                }
                 _ => {}
             }
         }
@@ -295,18 +480,48 @@ impl Records {
         if let (Some(rtype), Some(id), true) = (rtype, id, total == 0) {
             return Err(not_found(rtype, id));
         }
-        let stored: Vec<Stored> = rows.iter().filter_map(|r| Self::to_stored(r.clone()).ok()).collect();
-        self.audit_read(&grant, if id.is_some() { "history-instance" } else { "history-type" }, &stored, None).await?;
+        let stored: Vec<Stored> = rows
+            .iter()
+            .filter_map(|r| Self::to_stored(r.clone()).ok())
+            .collect();
+        self.audit_read(
+            &grant,
+            if id.is_some() {
+                "history-instance"
+            } else {
+                "history-type"
+            },
+            &stored,
+            None,
+        )
+        .await?;
         let path = match (rtype, id) {
             (Some(t), Some(i)) => format!("{t}/{i}/_history"),
             (Some(t), None) => format!("{t}/_history"),
             _ => "_history".to_owned(),
         };
-        let used: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_offset").cloned().collect();
-        Ok(bundle::history(&self.base, &path, &used, &rows, total, query.count, query.offset))
+        let used: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "_offset")
+            .cloned()
+            .collect();
+        Ok(bundle::history(
+            &self.base,
+            &path,
+            &used,
+            &rows,
+            total,
+            query.count,
+            query.offset,
+        ))
     }
 
-    pub async fn search(&self, actor: &Actor, rtype: &str, params: &[(String, String)]) -> Result<String> {
+    pub async fn search(
+        &self,
+        actor: &Actor,
+        rtype: &str,
+        params: &[(String, String)],
+    ) -> Result<String> {
         let req = search::parse(rtype, params, &self.registry, self.limits, &self.base)?;
         let grant = access::authorize(actor, Action::Search, rtype)?;
         self.run_search(&grant, rtype, &req).await
@@ -314,15 +529,25 @@ impl Records {
 
     async fn run_search(&self, grant: &Grant, rtype: &str, req: &SearchRequest) -> Result<String> {
         let (rows, total) = self.store.search(grant, &req.query).await?;
-        let matches: Vec<Stored> = rows.into_iter().map(Self::to_stored).collect::<Result<_>>()?;
+        let matches: Vec<Stored> = rows
+            .into_iter()
+            .map(Self::to_stored)
+            .collect::<Result<_>>()?;
         let mut included = Vec::new();
         for inc in &req.includes {
             let mut refs = Vec::new();
             for m in &matches {
-                let Ok(v) = serde_json::from_str::<Value>(&m.body) else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&m.body) else {
+                    continue;
+                };
                 for e in extract::index(&self.registry, rtype, &v, &self.base) {
-                    if let (true, crate::store::IndexValue::Reference { target }) = (e.param == inc.param, &e.value) {
-                        if let Some((t, i)) = target.split_once('/').filter(|(t, _)| inc.target.as_deref().is_none_or(|want| want == *t)) {
+                    if let (true, crate::store::IndexValue::Reference { target }) =
+                        (e.param == inc.param, &e.value)
+                    {
+                        if let Some((t, i)) = target
+                            .split_once('/')
+                            .filter(|(t, _)| inc.target.as_deref().is_none_or(|want| want == *t))
+                        {
                             if !i.contains('/') && crate::fhir::types::is_supported(t) {
                                 refs.push((t.to_owned(), i.to_owned()));
                             }
@@ -332,62 +557,148 @@ impl Records {
             }
             refs.sort();
             refs.dedup();
-            included.extend(self.store.read_many(grant, &refs).await?.into_iter().filter_map(|r| Self::to_stored(r).ok()));
+            included.extend(
+                self.store
+                    .read_many(grant, &refs)
+                    .await?
+                    .into_iter()
+                    .filter_map(|r| Self::to_stored(r).ok()),
+            );
         }
         for rev in &req.revincludes {
-            let targets: Vec<String> = matches.iter().map(|m| format!("{}/{}", m.rtype, m.id)).collect();
-            let rows = self.store.referencing(grant, &rev.source, &rev.param, &targets, self.limits.max_count).await?;
+            let targets: Vec<String> = matches
+                .iter()
+                .map(|m| format!("{}/{}", m.rtype, m.id))
+                .collect();
+            let rows = self
+                .store
+                .referencing(
+                    grant,
+                    &rev.source,
+                    &rev.param,
+                    &targets,
+                    self.limits.max_count,
+                )
+                .await?;
             included.extend(rows.into_iter().filter_map(|r| Self::to_stored(r).ok()));
         }
-        let query_text = form_urlencoded::Serializer::new(String::new()).extend_pairs(&req.used).finish();
+        let query_text = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&req.used)
+            .finish();
         let mut audited = matches.clone();
         audited.extend(included.iter().cloned());
-        self.audit_read(grant, "search-type", &audited, Some(&query_text)).await?;
-        Ok(bundle::searchset(&self.base, rtype, req, &matches, &included, total))
+        self.audit_read(grant, "search-type", &audited, Some(&query_text))
+            .await?;
+        Ok(bundle::searchset(
+            &self.base, rtype, req, &matches, &included, total,
+        ))
     }
 
     /// `Patient/{id}/$everything`: the patient's whole compartment, paged.
-    pub async fn everything(&self, actor: &Actor, patient: &str, params: &[(String, String)]) -> Result<String> {
+    pub async fn everything(
+        &self,
+        actor: &Actor,
+        patient: &str,
+        params: &[(String, String)],
+    ) -> Result<String> {
         let grant = access::authorize(actor, Action::Read, "Patient")?;
-        self.store.read(&grant, "Patient", patient).await?.ok_or_else(|| not_found("Patient", patient))?;
-        let mut filter = CompartmentFilter { count: self.limits.max_count, exclude: vec!["AuditEvent".into()], ..CompartmentFilter::default() };
+        self.store
+            .read(&grant, "Patient", patient)
+            .await?
+            .ok_or_else(|| not_found("Patient", patient))?;
+        let mut filter = CompartmentFilter {
+            count: self.limits.max_count,
+            exclude: vec!["AuditEvent".into()],
+            ..CompartmentFilter::default()
+        };
         let (mut start, mut end) = (None, None);
         for (k, v) in params {
             match k.as_str() {
-                "_since" => filter.since = Some(clock::parse_rfc3339(v).ok_or_else(|| bad_param(k, v))?),
+                "_since" => {
+                    filter.since = Some(clock::parse_rfc3339(v).ok_or_else(|| bad_param(k, v))?)
+                }
                 "_type" => filter.types = v.split(',').map(str::to_owned).collect(),
-                "_count" => filter.count = v.parse::<i64>().map_err(|_| bad_param(k, v))?.clamp(1, self.limits.max_count),
-                "_offset" => filter.offset = v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| bad_param(k, v))?,
-                "start" => start = Some(crate::fhir::datetime::range(v).ok_or_else(|| bad_param(k, v))?.0),
-                "end" => end = Some(crate::fhir::datetime::range(v).ok_or_else(|| bad_param(k, v))?.1),
+                "_count" => {
+                    filter.count = v
+                        .parse::<i64>()
+                        .map_err(|_| bad_param(k, v))?
+                        .clamp(1, self.limits.max_count)
+                }
+                "_offset" => {
+                    filter.offset = v
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| *n >= 0)
+                        .ok_or_else(|| bad_param(k, v))?
+                }
+                "start" => {
+                    start = Some(
+                        crate::fhir::datetime::range(v)
+                            .ok_or_else(|| bad_param(k, v))?
+                            .0,
+                    )
+                }
+                "end" => {
+                    end = Some(
+                        crate::fhir::datetime::range(v)
+                            .ok_or_else(|| bad_param(k, v))?
+                            .1,
+                    )
+                }
                 _ => {}
             }
         }
         let (rows, total) = self.store.compartment(&grant, patient, &filter).await?;
-        let mut stored: Vec<Stored> = rows.into_iter().filter_map(|r| Self::to_stored(r).ok()).collect();
+        let mut stored: Vec<Stored> = rows
+            .into_iter()
+            .filter_map(|r| Self::to_stored(r).ok())
+            .collect();
         if start.is_some() || end.is_some() {
             // start/end restrict by the clinical date; resources without one (Patient, ...) stay.
-            stored.retain(|r| self.clinical_range(r).is_none_or(|(lo, hi)| start.is_none_or(|s| hi >= s) && end.is_none_or(|e| lo <= e)));
+            stored.retain(|r| {
+                self.clinical_range(r).is_none_or(|(lo, hi)| {
+                    start.is_none_or(|s| hi >= s) && end.is_none_or(|e| lo <= e)
+                })
+            });
         }
         self.audit_read(&grant, "operation", &stored, None).await?;
-        let used: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_offset").cloned().collect();
-        Ok(bundle::everything(&self.base, patient, &used, &stored, total, filter.count, filter.offset))
+        let used: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "_offset")
+            .cloned()
+            .collect();
+        Ok(bundle::everything(
+            &self.base,
+            patient,
+            &used,
+            &stored,
+            total,
+            filter.count,
+            filter.offset,
+        ))
     }
 
     /// The range of a resource's main clinical date parameter (`date` and its kin), if it has one.
     fn clinical_range(&self, r: &Stored) -> Option<(i64, i64)> {
         let v: Value = serde_json::from_str(&r.body).ok()?;
-        extract::index(&self.registry, &r.rtype, &v, &self.base).into_iter().find_map(|e| match (e.param.as_str(), e.value) {
-            ("date" | "authoredon" | "onset-date" | "recorded" | "sent" | "created" | "issued", crate::store::IndexValue::Date { low, high }) => Some((low, high)),
-            _ => None,
-        })
+        extract::index(&self.registry, &r.rtype, &v, &self.base)
+            .into_iter()
+            .find_map(|e| match (e.param.as_str(), e.value) {
+                (
+                    "date" | "authoredon" | "onset-date" | "recorded" | "sent" | "created"
+                    | "issued",
+                    crate::store::IndexValue::Date { low, high },
+                ) => Some((low, high)),
+                _ => None,
+            })
     }
 }
 
 /// The grant the server uses for its own bookkeeping writes (audit records).
 fn system_grant(action: Action) -> Grant {
     // authorize never refuses the system actor.
-    access::authorize(&Actor::system("carespace"), action, "AuditEvent").unwrap_or_else(|_| unreachable!())
+    access::authorize(&Actor::system("carespace"), action, "AuditEvent")
+        .unwrap_or_else(|_| unreachable!())
 }
 
 pub fn not_found(rtype: &str, id: &str) -> Error {
@@ -395,5 +706,8 @@ pub fn not_found(rtype: &str, id: &str) -> Error {
 }
 
 fn bad_param(k: &str, v: &str) -> Error {
-    Error::invalid(Issue::new("processing", format!("parameter {k}: invalid value '{v}'")))
+    Error::invalid(Issue::new(
+        "processing",
+        format!("parameter {k}: invalid value '{v}'"),
+    ))
 }

@@ -19,7 +19,10 @@ pub use sql::connect;
 #[derive(Debug, Clone, PartialEq)]
 pub enum IndexValue {
     /// token and uri: `system` is `None` when the element carries none (uri always).
-    Token { system: Option<String>, code: String },
+    Token {
+        system: Option<String>,
+        code: String,
+    },
     /// string: `norm` is lower-cased and accent-free for the default and `:contains` matches.
     Text { norm: String, exact: String },
     /// date: the instant range the value covers, in epoch milliseconds, both ends inclusive.
@@ -27,7 +30,11 @@ pub enum IndexValue {
     /// reference: `Type/id` for local references, the URL otherwise.
     Reference { target: String },
     /// number and quantity.
-    Quantity { value: f64, system: Option<String>, code: Option<String> },
+    Quantity {
+        value: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,16 +97,34 @@ pub enum Prefix {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
     /// `system`: `None` = any system, `Some(None)` = no system (`|code`), `Some(Some(s))`. `code`: `None` = any code.
-    Token { system: Option<Option<String>>, code: Option<String> },
+    Token {
+        system: Option<Option<String>>,
+        code: Option<String>,
+    },
     /// `norm` must be normalized the same way as [`IndexValue::Text`].
     TextStarts(String),
     TextContains(String),
     TextExact(String),
-    Date { prefix: Prefix, low: i64, high: i64 },
+    Date {
+        prefix: Prefix,
+        low: i64,
+        high: i64,
+    },
     Reference(String),
-    Quantity { prefix: Prefix, value: f64, low: f64, high: f64, system: Option<String>, code: Option<String> },
+    Quantity {
+        prefix: Prefix,
+        value: f64,
+        low: f64,
+        high: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
     Id(String),
-    LastUpdated { prefix: Prefix, low: i64, high: i64 },
+    LastUpdated {
+        prefix: Prefix,
+        low: i64,
+        high: i64,
+    },
     /// `:missing=true|false`.
     Missing(bool),
 }
@@ -175,7 +200,13 @@ pub trait Store: Send + Sync {
     /// Several current versions by `Type/id` reference (for `_include`); missing ones are left out.
     async fn read_many(&self, grant: &Grant, refs: &[(String, String)]) -> Result<Vec<Row>>;
 
-    async fn vread(&self, grant: &Grant, rtype: &str, id: &str, version: i64) -> Result<Option<Row>>;
+    async fn vread(
+        &self,
+        grant: &Grant,
+        rtype: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<Row>>;
 
     /// Versions newest first, with the total count.
     async fn history(&self, grant: &Grant, query: &HistoryQuery) -> Result<(Vec<Row>, i64)>;
@@ -184,11 +215,22 @@ pub trait Store: Send + Sync {
     async fn search(&self, grant: &Grant, query: &Query) -> Result<(Vec<Row>, Option<i64>)>;
 
     /// Resources of `rtype` whose `param` references one of `targets` (for `_revinclude`).
-    async fn referencing(&self, grant: &Grant, rtype: &str, param: &str, targets: &[String], limit: i64)
-    -> Result<Vec<Row>>;
+    async fn referencing(
+        &self,
+        grant: &Grant,
+        rtype: &str,
+        param: &str,
+        targets: &[String],
+        limit: i64,
+    ) -> Result<Vec<Row>>;
 
     /// Every current resource in a patient's compartment, filtered by type and last update, paged.
-    async fn compartment(&self, grant: &Grant, patient: &str, filter: &CompartmentFilter) -> Result<(Vec<Row>, i64)>;
+    async fn compartment(
+        &self,
+        grant: &Grant,
+        patient: &str,
+        filter: &CompartmentFilter,
+    ) -> Result<(Vec<Row>, i64)>;
 }
 
 #[derive(Debug, Clone, Default)]

@@ -11,8 +11,8 @@ use sqlx::query::Query as SqlQuery;
 use sqlx::{Any, AnyPool, Executor, Row as _};
 
 use super::{
-    Clause, CompartmentFilter, Condition, Head, HistoryQuery, IndexEntry, IndexValue, Prefix, Query, Row, SharedStore,
-    SortKey, Store, VersionWrite,
+    Clause, CompartmentFilter, Condition, Head, HistoryQuery, IndexEntry, IndexValue, Prefix,
+    Query, Row, SharedStore, SortKey, Store, VersionWrite,
 };
 use crate::access::Grant;
 use crate::error::{Error, Result};
@@ -21,24 +21,58 @@ use crate::error::{Error, Result};
 pub async fn connect(url: &str) -> Result<SharedStore> {
     sqlx::any::install_default_drivers();
     let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
-        sqlx::migrate!("src/store/postgres/migrations").run(&pool).await.map_err(migrate_error)?;
-        SqlStore { engine: "postgres", read: pool.clone(), write: pool }
-    } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await?;
+        sqlx::migrate!("src/store/postgres/migrations")
+            .run(&pool)
+            .await
+            .map_err(migrate_error)?;
+        SqlStore {
+            engine: "postgres",
+            read: pool.clone(),
+            write: pool,
+        }
+    } else if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         let path = path.split('?').next().unwrap_or(path);
-        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
         }
         let url = format!("sqlite://{path}?mode=rwc");
         // WAL lets readers run beside the one writer; synchronous=NORMAL in WAL keeps every commit across a
         // process crash (kill -9), only an OS crash can lose the last transactions.
         // One writer connection: SQLite allows one writer at a time and queueing in the pool is cheaper and
         // fairer than lock retries.
-        let write = AnyPoolOptions::new().max_connections(1).after_connect(sqlite_setup).connect(&url).await?;
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&write).await?;
-        sqlx::migrate!("src/store/sqlite/migrations").run(&write).await.map_err(migrate_error)?;
-        let read = AnyPoolOptions::new().max_connections(8).after_connect(sqlite_setup).connect(&url).await?;
-        SqlStore { engine: "sqlite", read, write }
+        let write = AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(sqlite_setup)
+            .connect(&url)
+            .await?;
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&write)
+            .await?;
+        sqlx::migrate!("src/store/sqlite/migrations")
+            .run(&write)
+            .await
+            .map_err(migrate_error)?;
+        let read = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(sqlite_setup)
+            .connect(&url)
+            .await?;
+        SqlStore {
+            engine: "sqlite",
+            read,
+            write,
+        }
     } else {
         return Err(Error::Store(format!(
             "unsupported database URL (expected sqlite://PATH or postgres://...): {}",
@@ -155,7 +189,9 @@ fn to_row(row: &AnyRow) -> Result<Row> {
 /// `AND <alias>.rid IN (compartments of the granted patients)`, nothing for an unrestricted grant.
 fn grant_filter(sql: &mut Sql, grant: &Grant, alias: &str) {
     if let Some(patients) = grant.patients() {
-        sql.push(&format!(" AND {alias}.rid IN (SELECT c.rid FROM compartments c WHERE c.patient IN "));
+        sql.push(&format!(
+            " AND {alias}.rid IN (SELECT c.rid FROM compartments c WHERE c.patient IN "
+        ));
         sql.list(patients);
         sql.push(")");
     }
@@ -164,7 +200,9 @@ fn grant_filter(sql: &mut Sql, grant: &Grant, alias: &str) {
 fn table_of(cond: &Condition) -> Option<&'static str> {
     match cond {
         Condition::Token { .. } => Some("search_token"),
-        Condition::TextStarts(_) | Condition::TextContains(_) | Condition::TextExact(_) => Some("search_string"),
+        Condition::TextStarts(_) | Condition::TextContains(_) | Condition::TextExact(_) => {
+            Some("search_string")
+        }
         Condition::Date { .. } => Some("search_date"),
         Condition::Reference(_) => Some("search_reference"),
         Condition::Quantity { .. } => Some("search_quantity"),
@@ -175,8 +213,18 @@ fn table_of(cond: &Condition) -> Option<&'static str> {
 /// Date-range comparison per FHIR search semantics; `lo`/`hi` name the indexed range columns.
 fn range_cmp(sql: &mut Sql, lo: &str, hi: &str, prefix: Prefix, low: i64, high: i64) {
     match prefix {
-        Prefix::Eq => sql.push(&format!("({lo} >= ")).int(low).push(&format!(" AND {hi} <= ")).int(high).push(")"),
-        Prefix::Ne => sql.push(&format!("NOT ({lo} >= ")).int(low).push(&format!(" AND {hi} <= ")).int(high).push(")"),
+        Prefix::Eq => sql
+            .push(&format!("({lo} >= "))
+            .int(low)
+            .push(&format!(" AND {hi} <= "))
+            .int(high)
+            .push(")"),
+        Prefix::Ne => sql
+            .push(&format!("NOT ({lo} >= "))
+            .int(low)
+            .push(&format!(" AND {hi} <= "))
+            .int(high)
+            .push(")"),
         Prefix::Gt => sql.push(&format!("{hi} > ")).int(high),
         Prefix::Lt => sql.push(&format!("{lo} < ")).int(low),
         Prefix::Ge => sql.push(&format!("{hi} >= ")).int(low),
@@ -187,7 +235,11 @@ fn range_cmp(sql: &mut Sql, lo: &str, hi: &str, prefix: Prefix, low: i64, high: 
             // Approximately: within 10% of the distance to now, and at least a day, on either side.
             let now = crate::clock::now_millis();
             let slack = ((now - low).abs() / 10).max(86_400_000);
-            sql.push(&format!("({lo} <= ")).int(high + slack).push(&format!(" AND {hi} >= ")).int(low - slack).push(")")
+            sql.push(&format!("({lo} <= "))
+                .int(high + slack)
+                .push(&format!(" AND {hi} >= "))
+                .int(low - slack)
+                .push(")")
         }
     };
 }
@@ -212,7 +264,11 @@ fn condition(sql: &mut Sql, cond: &Condition) {
         }
         Condition::TextStarts(norm) => {
             // A range keeps the prefix match on the index (LIKE would not, and would treat % and _ specially).
-            sql.push("(x.norm >= ").text(norm).push(" AND x.norm < ").text(&format!("{norm}\u{10FFFF}")).push(")");
+            sql.push("(x.norm >= ")
+                .text(norm)
+                .push(" AND x.norm < ")
+                .text(&format!("{norm}\u{10FFFF}"))
+                .push(")");
         }
         Condition::TextContains(norm) => {
             sql.push("instr(x.norm, ").text(norm).push(") > 0");
@@ -220,22 +276,43 @@ fn condition(sql: &mut Sql, cond: &Condition) {
         Condition::TextExact(exact) => {
             sql.push("x.exact = ").text(exact);
         }
-        Condition::Date { prefix, low, high } => range_cmp(sql, "x.low", "x.high", *prefix, *low, *high),
+        Condition::Date { prefix, low, high } => {
+            range_cmp(sql, "x.low", "x.high", *prefix, *low, *high)
+        }
         Condition::Reference(target) => {
             sql.push("x.target = ").text(target);
         }
-        Condition::Quantity { prefix, value, low, high, system, code } => {
+        Condition::Quantity {
+            prefix,
+            value,
+            low,
+            high,
+            system,
+            code,
+        } => {
             sql.push("(");
             match prefix {
-                Prefix::Eq => sql.push("x.value >= ").float(*low).push(" AND x.value < ").float(*high),
-                Prefix::Ne => sql.push("NOT (x.value >= ").float(*low).push(" AND x.value < ").float(*high).push(")"),
+                Prefix::Eq => sql
+                    .push("x.value >= ")
+                    .float(*low)
+                    .push(" AND x.value < ")
+                    .float(*high),
+                Prefix::Ne => sql
+                    .push("NOT (x.value >= ")
+                    .float(*low)
+                    .push(" AND x.value < ")
+                    .float(*high)
+                    .push(")"),
                 Prefix::Gt | Prefix::Sa => sql.push("x.value > ").float(*value),
                 Prefix::Lt | Prefix::Eb => sql.push("x.value < ").float(*value),
                 Prefix::Ge => sql.push("x.value >= ").float(*value),
                 Prefix::Le => sql.push("x.value <= ").float(*value),
                 Prefix::Ap => {
                     let slack = (value * 0.1).abs();
-                    sql.push("x.value >= ").float(value - slack).push(" AND x.value <= ").float(value + slack)
+                    sql.push("x.value >= ")
+                        .float(value - slack)
+                        .push(" AND x.value <= ")
+                        .float(value + slack)
                 }
             };
             if let Some(code) = code {
@@ -249,9 +326,14 @@ fn condition(sql: &mut Sql, cond: &Condition) {
         Condition::Id(id) => {
             sql.push("r.id = ").text(id);
         }
-        Condition::LastUpdated { prefix, low, high } => {
-            range_cmp(sql, "r.last_updated", "r.last_updated", *prefix, *low, *high)
-        }
+        Condition::LastUpdated { prefix, low, high } => range_cmp(
+            sql,
+            "r.last_updated",
+            "r.last_updated",
+            *prefix,
+            *low,
+            *high,
+        ),
         Condition::Missing(_) => {
             sql.push("1 = 1");
         }
@@ -262,10 +344,18 @@ fn condition(sql: &mut Sql, cond: &Condition) {
 /// granted patients too, so they run on the compartment-first index.
 fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
     for clause in &query.clauses {
-        let Some(first) = clause.any_of.first() else { continue };
+        let Some(first) = clause.any_of.first() else {
+            continue;
+        };
         if let Condition::Missing(missing) = first {
-            let Some(table) = missing_table(clause) else { continue };
-            sql.push(if *missing { " AND r.rid NOT IN " } else { " AND r.rid IN " });
+            let Some(table) = missing_table(clause) else {
+                continue;
+            };
+            sql.push(if *missing {
+                " AND r.rid NOT IN "
+            } else {
+                " AND r.rid IN "
+            });
             sql.push(&format!("(SELECT x.rid FROM {table} x WHERE x.rtype = "))
                 .text(&query.rtype)
                 .push(" AND x.param = ")
@@ -275,12 +365,20 @@ fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
         }
         match table_of(first) {
             None => {
-                sql.push(if clause.negate { " AND NOT (" } else { " AND (" });
+                sql.push(if clause.negate {
+                    " AND NOT ("
+                } else {
+                    " AND ("
+                });
                 alternatives(sql, &clause.any_of);
                 sql.push(")");
             }
             Some(table) => {
-                sql.push(if clause.negate { " AND r.rid NOT IN " } else { " AND r.rid IN " });
+                sql.push(if clause.negate {
+                    " AND r.rid NOT IN "
+                } else {
+                    " AND r.rid IN "
+                });
                 sql.push(&format!("(SELECT x.rid FROM {table} x WHERE x.rtype = "))
                     .text(&query.rtype)
                     .push(" AND x.param = ")
@@ -325,14 +423,18 @@ fn order_by(sql: &mut Sql, query: &Query) {
             }
             SortKey::Date(p) | SortKey::Text(p) | SortKey::Token(p) | SortKey::Number(p) => {
                 let (table, column) = match &sort.key {
-                    SortKey::Date(_) => ("search_date", if sort.descending { "high" } else { "low" }),
+                    SortKey::Date(_) => {
+                        ("search_date", if sort.descending { "high" } else { "low" })
+                    }
                     SortKey::Text(_) => ("search_string", "norm"),
                     SortKey::Token(_) => ("search_token", "code"),
                     _ => ("search_quantity", "value"),
                 };
-                sql.push(&format!("(SELECT {agg}(s.{column}) FROM {table} s WHERE s.rid = r.rid AND s.param = "))
-                    .text(p)
-                    .push(&format!(") {dir} NULLS LAST, "));
+                sql.push(&format!(
+                    "(SELECT {agg}(s.{column}) FROM {table} s WHERE s.rid = r.rid AND s.param = "
+                ))
+                .text(p)
+                .push(&format!(") {dir} NULLS LAST, "));
             }
         }
     }
@@ -349,7 +451,11 @@ async fn fetch_count(pool: &AnyPool, sql: &Sql) -> Result<i64> {
 }
 
 impl SqlStore {
-    async fn timed<T>(&self, op: &'static str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         let start = Instant::now();
         let out = fut.await;
         crate::ops::metrics().observe_store(self.engine, op, start.elapsed());
@@ -361,11 +467,12 @@ impl SqlStore {
         let mut index_rows: Vec<(i64, &str, &str, &IndexEntry)> = Vec::new();
         let mut compartment_rows: Vec<(&str, &str, i64)> = Vec::new();
         for w in &writes {
-            let existing = sqlx::query("SELECT rid, version FROM resources WHERE rtype = $1 AND id = $2")
-                .bind(w.rtype.as_str())
-                .bind(w.id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let existing =
+                sqlx::query("SELECT rid, version FROM resources WHERE rtype = $1 AND id = $2")
+                    .bind(w.rtype.as_str())
+                    .bind(w.id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let deleted = i64::from(w.body.is_none());
             let rid: i64 = match (existing, w.prev_version) {
                 (None, None) => sqlx::query(
@@ -446,7 +553,12 @@ impl SqlStore {
             let mut sql = Sql::default();
             sql.push("INSERT INTO compartments (patient, rtype, rid) VALUES ");
             for (i, (patient, rtype, rid)) in chunk.iter().enumerate() {
-                sql.push(if i > 0 { ", (" } else { "(" }).text(patient).push(", ").text(rtype).push(", ").int(*rid);
+                sql.push(if i > 0 { ", (" } else { "(" })
+                    .text(patient)
+                    .push(", ")
+                    .text(rtype)
+                    .push(", ")
+                    .int(*rid);
                 sql.push(")");
             }
             sql.push(" ON CONFLICT DO NOTHING");
@@ -458,10 +570,19 @@ impl SqlStore {
     }
 }
 
-const INDEX_TABLES: [&str; 5] = ["search_token", "search_string", "search_date", "search_reference", "search_quantity"];
+const INDEX_TABLES: [&str; 5] = [
+    "search_token",
+    "search_string",
+    "search_date",
+    "search_reference",
+    "search_quantity",
+];
 
 fn conflict(w: &VersionWrite) -> Error {
-    Error::Conflict(format!("{}/{} was changed by another request", w.rtype, w.id))
+    Error::Conflict(format!(
+        "{}/{} was changed by another request",
+        w.rtype, w.id
+    ))
 }
 
 /// Multi-row inserts per index table, in chunks that stay below both engines' placeholder limits.
@@ -477,16 +598,30 @@ async fn insert_index(
         ("search_quantity", "value, system, code"),
     ];
     for (table_no, (table, columns)) in COLUMNS.iter().enumerate() {
-        let of_table: Vec<_> = rows.iter().filter(|r| kind_no(&r.3.value) == table_no).collect();
+        let of_table: Vec<_> = rows
+            .iter()
+            .filter(|r| kind_no(&r.3.value) == table_no)
+            .collect();
         for chunk in of_table.chunks(200) {
             let mut sql = Sql::default();
-            sql.push(&format!("INSERT INTO {table} (rid, patient, rtype, param, {columns}) VALUES "));
+            sql.push(&format!(
+                "INSERT INTO {table} (rid, patient, rtype, param, {columns}) VALUES "
+            ));
             for (i, (rid, patient, rtype, entry)) in chunk.iter().enumerate() {
                 sql.push(if i > 0 { ", (" } else { "(" });
-                sql.int(*rid).push(", ").text(patient).push(", ").text(rtype).push(", ").text(&entry.param);
+                sql.int(*rid)
+                    .push(", ")
+                    .text(patient)
+                    .push(", ")
+                    .text(rtype)
+                    .push(", ")
+                    .text(&entry.param);
                 match &entry.value {
                     IndexValue::Token { system, code } => {
-                        sql.push(", ").bind(Bind::OptText(system.clone())).push(", ").text(code);
+                        sql.push(", ")
+                            .bind(Bind::OptText(system.clone()))
+                            .push(", ")
+                            .text(code);
                     }
                     IndexValue::Text { norm, exact } => {
                         sql.push(", ").text(norm).push(", ").text(exact);
@@ -497,8 +632,15 @@ async fn insert_index(
                     IndexValue::Reference { target } => {
                         sql.push(", ").text(target);
                     }
-                    IndexValue::Quantity { value, system, code } => {
-                        sql.push(", ").float(*value).push(", ").bind(Bind::OptText(system.clone()));
+                    IndexValue::Quantity {
+                        value,
+                        system,
+                        code,
+                    } => {
+                        sql.push(", ")
+                            .float(*value)
+                            .push(", ")
+                            .bind(Bind::OptText(system.clone()));
                         sql.push(", ").bind(Bind::OptText(code.clone()));
                     }
                 }
@@ -533,12 +675,19 @@ impl Store for SqlStore {
 
     async fn head(&self, _grant: &Grant, rtype: &str, id: &str) -> Result<Option<Head>> {
         self.timed("head", async {
-            let row = sqlx::query("SELECT version, deleted FROM resources WHERE rtype = $1 AND id = $2")
-                .bind(rtype)
-                .bind(id)
-                .fetch_optional(&self.read)
-                .await?;
-            row.map(|r| Ok(Head { version: r.try_get(0)?, deleted: r.try_get::<i64, _>(1)? != 0 })).transpose()
+            let row =
+                sqlx::query("SELECT version, deleted FROM resources WHERE rtype = $1 AND id = $2")
+                    .bind(rtype)
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await?;
+            row.map(|r| {
+                Ok(Head {
+                    version: r.try_get(0)?,
+                    deleted: r.try_get::<i64, _>(1)? != 0,
+                })
+            })
+            .transpose()
         })
         .await
     }
@@ -550,10 +699,18 @@ impl Store for SqlStore {
     async fn read(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Row>> {
         self.timed("read", async {
             let mut sql = Sql::default();
-            sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.rtype = ")).text(rtype);
+            sql.push(&format!(
+                "SELECT {ROW_COLUMNS} FROM resources r WHERE r.rtype = "
+            ))
+            .text(rtype);
             sql.push(" AND r.id = ").text(id);
             grant_filter(&mut sql, grant, "r");
-            sql.query().fetch_optional(&self.read).await?.as_ref().map(to_row).transpose()
+            sql.query()
+                .fetch_optional(&self.read)
+                .await?
+                .as_ref()
+                .map(to_row)
+                .transpose()
         })
         .await
     }
@@ -562,19 +719,35 @@ impl Store for SqlStore {
         let mut out = Vec::new();
         for chunk in refs.chunks(200) {
             let mut sql = Sql::default();
-            sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.deleted = 0 AND ("));
+            sql.push(&format!(
+                "SELECT {ROW_COLUMNS} FROM resources r WHERE r.deleted = 0 AND ("
+            ));
             for (i, (rtype, id)) in chunk.iter().enumerate() {
-                sql.push(if i > 0 { " OR (r.rtype = " } else { "(r.rtype = " }).text(rtype);
+                sql.push(if i > 0 {
+                    " OR (r.rtype = "
+                } else {
+                    "(r.rtype = "
+                })
+                .text(rtype);
                 sql.push(" AND r.id = ").text(id).push(")");
             }
             sql.push(")");
             grant_filter(&mut sql, grant, "r");
-            out.extend(self.timed("read_many", fetch_rows(&self.read, &sql)).await?);
+            out.extend(
+                self.timed("read_many", fetch_rows(&self.read, &sql))
+                    .await?,
+            );
         }
         Ok(out)
     }
 
-    async fn vread(&self, grant: &Grant, rtype: &str, id: &str, version: i64) -> Result<Option<Row>> {
+    async fn vread(
+        &self,
+        grant: &Grant,
+        rtype: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<Row>> {
         self.timed("vread", async {
             let mut sql = Sql::default();
             sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.rtype = ")).text(rtype);
@@ -613,21 +786,27 @@ impl Store for SqlStore {
         let mut page = Sql::default();
         page.push("SELECT * FROM (");
         union(&mut page);
-        page.push(") r ORDER BY r.last_updated DESC, r.version DESC LIMIT ").int(query.count);
+        page.push(") r ORDER BY r.last_updated DESC, r.version DESC LIMIT ")
+            .int(query.count);
         page.push(" OFFSET ").int(query.offset);
         let mut count = Sql::default();
         count.push("SELECT COUNT(*) FROM (");
         union(&mut count);
         count.push(") r");
         self.timed("history", async {
-            Ok((fetch_rows(&self.read, &page).await?, fetch_count(&self.read, &count).await?))
+            Ok((
+                fetch_rows(&self.read, &page).await?,
+                fetch_count(&self.read, &count).await?,
+            ))
         })
         .await
     }
 
     async fn search(&self, grant: &Grant, query: &Query) -> Result<(Vec<Row>, Option<i64>)> {
         let filter = |sql: &mut Sql| {
-            sql.push(" FROM resources r WHERE r.rtype = ").text(&query.rtype).push(" AND r.deleted = 0");
+            sql.push(" FROM resources r WHERE r.rtype = ")
+                .text(&query.rtype)
+                .push(" AND r.deleted = 0");
             grant_filter(sql, grant, "r");
             clauses(sql, query, grant);
         };
@@ -635,9 +814,16 @@ impl Store for SqlStore {
         page.push(&format!("SELECT {ROW_COLUMNS}"));
         filter(&mut page);
         order_by(&mut page, query);
-        page.push(" LIMIT ").int(query.count).push(" OFFSET ").int(query.offset);
+        page.push(" LIMIT ")
+            .int(query.count)
+            .push(" OFFSET ")
+            .int(query.offset);
         self.timed("search", async {
-            let rows = if query.count > 0 { fetch_rows(&self.read, &page).await? } else { Vec::new() };
+            let rows = if query.count > 0 {
+                fetch_rows(&self.read, &page).await?
+            } else {
+                Vec::new()
+            };
             let total = if query.total {
                 let mut count = Sql::default();
                 count.push("SELECT COUNT(*)");
@@ -663,17 +849,31 @@ impl Store for SqlStore {
             return Ok(Vec::new());
         }
         let mut sql = Sql::default();
-        sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.deleted = 0"));
-        sql.push(" AND r.rid IN (SELECT x.rid FROM search_reference x WHERE x.rtype = ").text(rtype);
-        sql.push(" AND x.param = ").text(param).push(" AND x.target IN ").list(targets).push(")");
+        sql.push(&format!(
+            "SELECT {ROW_COLUMNS} FROM resources r WHERE r.deleted = 0"
+        ));
+        sql.push(" AND r.rid IN (SELECT x.rid FROM search_reference x WHERE x.rtype = ")
+            .text(rtype);
+        sql.push(" AND x.param = ")
+            .text(param)
+            .push(" AND x.target IN ")
+            .list(targets)
+            .push(")");
         grant_filter(&mut sql, grant, "r");
         sql.push(" ORDER BY r.rid LIMIT ").int(limit);
-        self.timed("referencing", fetch_rows(&self.read, &sql)).await
+        self.timed("referencing", fetch_rows(&self.read, &sql))
+            .await
     }
 
-    async fn compartment(&self, grant: &Grant, patient: &str, filter: &CompartmentFilter) -> Result<(Vec<Row>, i64)> {
+    async fn compartment(
+        &self,
+        grant: &Grant,
+        patient: &str,
+        filter: &CompartmentFilter,
+    ) -> Result<(Vec<Row>, i64)> {
         let body = |sql: &mut Sql| {
-            sql.push(" FROM compartments c JOIN resources r ON r.rid = c.rid WHERE c.patient = ").text(patient);
+            sql.push(" FROM compartments c JOIN resources r ON r.rid = c.rid WHERE c.patient = ")
+                .text(patient);
             sql.push(" AND r.deleted = 0");
             if !filter.types.is_empty() {
                 sql.push(" AND c.rtype IN ").list(&filter.types);
@@ -688,12 +888,18 @@ impl Store for SqlStore {
         let mut page = Sql::default();
         page.push(&format!("SELECT {ROW_COLUMNS}"));
         body(&mut page);
-        page.push(" ORDER BY r.rid LIMIT ").int(filter.count).push(" OFFSET ").int(filter.offset);
+        page.push(" ORDER BY r.rid LIMIT ")
+            .int(filter.count)
+            .push(" OFFSET ")
+            .int(filter.offset);
         let mut count = Sql::default();
         count.push("SELECT COUNT(*)");
         body(&mut count);
         self.timed("compartment", async {
-            Ok((fetch_rows(&self.read, &page).await?, fetch_count(&self.read, &count).await?))
+            Ok((
+                fetch_rows(&self.read, &page).await?,
+                fetch_count(&self.read, &count).await?,
+            ))
         })
         .await
     }

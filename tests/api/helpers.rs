@@ -17,40 +17,73 @@ pub fn engines() -> Vec<&'static str> {
         vec!["sqlite", "postgres"]
     } else {
         static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| eprintln!("PostgreSQL tests skipped: CARESPACE_TEST_POSTGRES_URL is not set"));
+        ONCE.call_once(|| {
+            eprintln!("PostgreSQL tests skipped: CARESPACE_TEST_POSTGRES_URL is not set")
+        });
         vec!["sqlite"]
     }
 }
 
 pub async fn spawn_app(engine: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let mut config = Config { data_dir: dir.path().to_path_buf(), base_url: format!("http://{addr}"), ..Config::default() };
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        base_url: format!("http://{addr}"),
+        ..Config::default()
+    };
     if engine == "postgres" {
         let admin = std::env::var("CARESPACE_TEST_POSTGRES_URL").expect("postgres url");
         let name = format!("carespace_test_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::PgPool::connect(&admin).await.expect("connect to PostgreSQL");
-        pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create database");
+        let pool = sqlx::PgPool::connect(&admin)
+            .await
+            .expect("connect to PostgreSQL");
+        pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create database");
         let (prefix, _) = admin.rsplit_once('/').expect("database URL with a path");
         config.database_url = format!("{prefix}/{name}");
     }
     let state = AppState::build(config).await.expect("build app");
     tokio::spawn(carespace::serve(listener, state, std::future::pending()));
-    TestApp { base: format!("http://{addr}/fhir"), client: reqwest::Client::new(), _dir: dir }
+    TestApp {
+        base: format!("http://{addr}/fhir"),
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
 }
 
 impl TestApp {
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.client.get(format!("{}/{path}", self.base)).send().await.expect("GET");
+        let r = self
+            .client
+            .get(format!("{}/{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let r = self
             .client
-            .request(method, if path.is_empty() { self.base.clone() } else { format!("{}/{path}", self.base) })
+            .request(
+                method,
+                if path.is_empty() {
+                    self.base.clone()
+                } else {
+                    format!("{}/{path}", self.base)
+                },
+            )
             .header("content-type", "application/fhir+json")
             .body(body.to_string())
             .send()
@@ -71,7 +104,10 @@ impl TestApp {
 
     /// Creates and returns the new id.
     pub async fn create(&self, body: Value) -> String {
-        let rtype = body["resourceType"].as_str().expect("resourceType").to_owned();
+        let rtype = body["resourceType"]
+            .as_str()
+            .expect("resourceType")
+            .to_owned();
         let (status, _, created) = self.post(&rtype, &body).await;
         assert_eq!(status, 201, "{created}");
         created["id"].as_str().expect("id").to_owned()
@@ -96,7 +132,9 @@ pub fn interop_dir() -> Option<std::path::PathBuf> {
     match std::env::var("CARESPACE_INTEROP_DIR") {
         Ok(dir) if std::path::Path::new(&dir).is_dir() => Some(dir.into()),
         _ => {
-            eprintln!("interop tests skipped: CARESPACE_INTEROP_DIR does not name the shared interop folder");
+            eprintln!(
+                "interop tests skipped: CARESPACE_INTEROP_DIR does not name the shared interop folder"
+            );
             None
         }
     }

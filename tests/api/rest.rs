@@ -6,16 +6,37 @@ use crate::helpers::{engines, spawn_app};
 async fn crud_versions_history_and_errors() {
     for engine in engines() {
         let app = spawn_app(engine).await;
-        let (status, headers, created) = app.post("Patient", &json!({"resourceType": "Patient", "name": [{"family": "Lee"}]})).await;
+        let (status, headers, created) = app
+            .post(
+                "Patient",
+                &json!({"resourceType": "Patient", "name": [{"family": "Lee"}]}),
+            )
+            .await;
         assert_eq!(status, 201);
         assert_eq!(headers["etag"], "W/\"1\"");
-        assert!(headers["location"].to_str().unwrap().contains("/_history/1"));
+        assert!(
+            headers["location"]
+                .to_str()
+                .unwrap()
+                .contains("/_history/1")
+        );
         let id = created["id"].as_str().unwrap().to_owned();
 
-        let (status, _, updated) = app.put(&format!("Patient/{id}"), &json!({"resourceType": "Patient", "id": id, "name": [{"family": "Li"}]})).await;
-        assert_eq!((status, updated["meta"]["versionId"].as_str()), (200, Some("2")));
+        let (status, _, updated) = app
+            .put(
+                &format!("Patient/{id}"),
+                &json!({"resourceType": "Patient", "id": id, "name": [{"family": "Li"}]}),
+            )
+            .await;
+        assert_eq!(
+            (status, updated["meta"]["versionId"].as_str()),
+            (200, Some("2"))
+        );
         let (status, v1) = app.get(&format!("Patient/{id}/_history/1")).await;
-        assert_eq!((status, v1["name"][0]["family"].as_str()), (200, Some("Lee")));
+        assert_eq!(
+            (status, v1["name"][0]["family"].as_str()),
+            (200, Some("Lee"))
+        );
 
         // If-Match with a stale version is refused.
         let stale = app
@@ -32,24 +53,66 @@ async fn crud_versions_history_and_errors() {
         let (status, history) = app.get(&format!("Patient/{id}/_history")).await;
         assert_eq!((status, history["total"].as_i64()), (200, Some(2)));
 
-        let deleted = app.client.delete(format!("{}/Patient/{id}", app.base)).send().await.unwrap();
+        let deleted = app
+            .client
+            .delete(format!("{}/Patient/{id}", app.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(deleted.status().as_u16(), 204);
         assert_eq!(app.get(&format!("Patient/{id}")).await.0, 410);
         assert_eq!(app.get("Patient/does-not-exist").await.0, 404);
 
         // Create-on-update with a client id, numbers keep their JSON form.
         let obs = r#"{"resourceType": "Observation", "id": "hb1", "status": "final", "code": {"text": "Hb"}, "valueQuantity": {"value": 13.50}}"#;
-        let r = app.client.put(format!("{}/Observation/hb1", app.base)).header("content-type", "application/fhir+json").body(obs).send().await.unwrap();
+        let r = app
+            .client
+            .put(format!("{}/Observation/hb1", app.base))
+            .header("content-type", "application/fhir+json")
+            .body(obs)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 201);
-        let text = app.client.get(format!("{}/Observation/hb1", app.base)).send().await.unwrap().text().await.unwrap();
+        let text = app
+            .client
+            .get(format!("{}/Observation/hb1", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(text.contains("13.50"), "{text}");
 
-        let (status, _, outcome) = app.post("Patient", &json!({"resourceType": "Patient", "unknownElement": 1})).await;
+        let (status, _, outcome) = app
+            .post(
+                "Patient",
+                &json!({"resourceType": "Patient", "unknownElement": 1}),
+            )
+            .await;
         assert_eq!(status, 400);
-        assert_eq!(outcome["issue"][0]["expression"][0], "Patient.unknownElement");
-        let r = app.client.post(format!("{}/Patient", app.base)).header("content-type", "text/plain").body("x").send().await.unwrap();
+        assert_eq!(
+            outcome["issue"][0]["expression"][0],
+            "Patient.unknownElement"
+        );
+        let r = app
+            .client
+            .post(format!("{}/Patient", app.base))
+            .header("content-type", "text/plain")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 415);
-        let r = app.client.post(format!("{}/Patient", app.base)).header("content-type", "application/fhir+json").body("{").send().await.unwrap();
+        let r = app
+            .client
+            .post(format!("{}/Patient", app.base))
+            .header("content-type", "application/fhir+json")
+            .body("{")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 400);
     }
 }
@@ -65,15 +128,26 @@ async fn transaction_rewrites_references_and_is_all_or_nothing() {
         let (status, _, response) = app.post("", &tx).await;
         assert_eq!(status, 200, "{response}");
         assert_eq!(response["type"], "transaction-response");
-        let patient_id = response["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
-        assert_eq!(response["entry"][1]["resource"]["subject"]["reference"], format!("Patient/{patient_id}"));
+        let patient_id = response["entry"][0]["resource"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            response["entry"][1]["resource"]["subject"]["reference"],
+            format!("Patient/{patient_id}")
+        );
         assert_eq!(response["entry"][0]["response"]["status"], "201 Created");
 
         let mut bad = tx.clone();
         bad["entry"][1]["resource"]["status"] = json!("nonsense");
         let (status, _, outcome) = app.post("", &bad).await;
         assert_eq!(status, 400);
-        assert!(outcome["issue"][0]["expression"][0].as_str().unwrap().starts_with("Bundle.entry[1]"));
+        assert!(
+            outcome["issue"][0]["expression"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("Bundle.entry[1]")
+        );
         let (_, all) = app.get("Patient?family=Tx").await;
         assert_eq!(all["total"], 1, "a failed transaction stored nothing");
     }

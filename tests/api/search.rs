@@ -15,16 +15,32 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
                 "subject": {"reference": format!("Patient/{patient}")}, "effectiveDateTime": date,
                 "valueQuantity": {"value": value, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}})
         };
-        let a1 = app.create(lab(&a, "718-7", "2024-01-10T09:00:00Z", 12.0)).await;
-        let a2 = app.create(lab(&a, "718-7", "2025-03-01T09:00:00Z", 14.5)).await;
-        let b1 = app.create(lab(&b, "718-7", "2024-06-01T09:00:00Z", 13.0)).await;
+        let a1 = app
+            .create(lab(&a, "718-7", "2024-01-10T09:00:00Z", 12.0))
+            .await;
+        let a2 = app
+            .create(lab(&a, "718-7", "2025-03-01T09:00:00Z", 14.5))
+            .await;
+        let b1 = app
+            .create(lab(&b, "718-7", "2024-06-01T09:00:00Z", 13.0))
+            .await;
 
-        let (_, r) = app.get(&format!("Observation?patient={a}&category=laboratory&_sort=-date")).await;
+        let (_, r) = app
+            .get(&format!(
+                "Observation?patient={a}&category=laboratory&_sort=-date"
+            ))
+            .await;
         assert_eq!(ids(&r), vec![a2.clone(), a1.clone()]);
         assert_eq!(r["total"], 2);
-        let (_, r) = app.get(&format!("Observation?patient=Patient/{b}&code=http://loinc.org|718-7")).await;
+        let (_, r) = app
+            .get(&format!(
+                "Observation?patient=Patient/{b}&code=http://loinc.org|718-7"
+            ))
+            .await;
         assert_eq!(ids(&r), vec![b1.clone()]);
-        let (_, r) = app.get("Observation?code=718-7&date=ge2024-06&_sort=date").await;
+        let (_, r) = app
+            .get("Observation?code=718-7&date=ge2024-06&_sort=date")
+            .await;
         assert_eq!(ids(&r), vec![b1.clone(), a2.clone()]);
         let (_, r) = app.get("Observation?date=2024&_sort=date").await;
         assert_eq!(ids(&r), vec![a1.clone(), b1.clone()]);
@@ -36,18 +52,48 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
         assert_eq!(ids(&r), vec![b.clone()]);
         let (_, r) = app.get("Patient?birthdate=lt1975&gender=female,male").await;
         assert_eq!(ids(&r), vec![a.clone()]);
-        let (_, r) = app.get(&format!("Observation?patient={a}&_count=1&_sort=date")).await;
+        let (_, r) = app
+            .get(&format!("Observation?patient={a}&_count=1&_sort=date"))
+            .await;
         assert_eq!(ids(&r), vec![a1.clone()]);
-        let next = r["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap().to_owned();
-        let page2: serde_json::Value = app.client.get(next).send().await.unwrap().json().await.unwrap();
+        let next = r["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let page2: serde_json::Value = app
+            .client
+            .get(next)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(ids(&page2), vec![a2.clone()]);
-        let (_, r) = app.get(&format!("Observation?patient={a}&_summary=count")).await;
+        let (_, r) = app
+            .get(&format!("Observation?patient={a}&_summary=count"))
+            .await;
         assert_eq!((r["total"].as_i64(), ids(&r).len()), (Some(2), 0));
-        let (_, r) = app.get(&format!("Observation?_id={a1}&_include=Observation:patient")).await;
+        let (_, r) = app
+            .get(&format!(
+                "Observation?_id={a1}&_include=Observation:patient"
+            ))
+            .await;
         assert_eq!(r["entry"].as_array().unwrap().len(), 2);
 
         // Whatever the parameters, one patient's search never returns the other's resources.
-        for q in ["", "&code=718-7", "&date=ge2000", "&_sort=-date&_count=1000", "&status=final,amended"] {
+        for q in [
+            "",
+            "&code=718-7",
+            "&date=ge2000",
+            "&_sort=-date&_count=1000",
+            "&status=final,amended",
+        ] {
             let (_, r) = app.get(&format!("Observation?patient={a}{q}")).await;
             assert!(!ids(&r).contains(&b1), "{q}");
         }
