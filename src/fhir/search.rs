@@ -249,10 +249,10 @@ fn prefix_of(value: &str) -> (Prefix, &str) {
         ("ap", Prefix::Ap),
     ];
     for (p, prefix) in prefixes {
-        if let Some(rest) = value.strip_prefix(p) {
-            if rest.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.') {
-                return (prefix, rest);
-            }
+        if let Some(rest) = value.strip_prefix(p)
+            && rest.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
+        {
+            return (prefix, rest);
         }
     }
     (Prefix::Eq, value)

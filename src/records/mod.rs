@@ -543,15 +543,13 @@ impl Records {
                 for e in extract::index(&self.registry, rtype, &v, &self.base) {
                     if let (true, crate::store::IndexValue::Reference { target }) =
                         (e.param == inc.param, &e.value)
-                    {
-                        if let Some((t, i)) = target
+                        && let Some((t, i)) = target
                             .split_once('/')
                             .filter(|(t, _)| inc.target.as_deref().is_none_or(|want| want == *t))
-                        {
-                            if !i.contains('/') && crate::fhir::types::is_supported(t) {
-                                refs.push((t.to_owned(), i.to_owned()));
-                            }
-                        }
+                        && !i.contains('/')
+                        && crate::fhir::types::is_supported(t)
+                    {
+                        refs.push((t.to_owned(), i.to_owned()));
                     }
                 }
             }

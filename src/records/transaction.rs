@@ -175,10 +175,10 @@ impl Records {
                 }
                 (_, id) => id,
             };
-            if let (Some(full), Some(id)) = (&e.full_url, &id) {
-                if full.starts_with("urn:") {
-                    renames.push((full.clone(), format!("{rtype}/{id}")));
-                }
+            if let (Some(full), Some(id)) = (&e.full_url, &id)
+                && full.starts_with("urn:")
+            {
+                renames.push((full.clone(), format!("{rtype}/{id}")));
             }
             assigned.push(id);
         }
@@ -214,24 +214,24 @@ impl Records {
                         .text
                         .as_deref()
                         .ok_or_else(|| bad(e.index, "a POST or PUT entry needs a resource"))?;
-                    if e.method == "POST" {
-                        if let Some(criteria) = &e.if_none_exist {
-                            let found = self
-                                .matches(actor, &rtype, criteria)
-                                .await
-                                .map_err(|err| at_entry(e.index, err))?;
-                            match found.as_slice() {
-                                [] => {}
-                                [one] => {
-                                    responses[i] = Some(response_entry(one, "200 OK"));
-                                    continue;
-                                }
-                                _ => {
-                                    return Err(Error::PreconditionFailed(format!(
-                                        "entry {}: ifNoneExist matches more than one resource",
-                                        e.index
-                                    )));
-                                }
+                    if e.method == "POST"
+                        && let Some(criteria) = &e.if_none_exist
+                    {
+                        let found = self
+                            .matches(actor, &rtype, criteria)
+                            .await
+                            .map_err(|err| at_entry(e.index, err))?;
+                        match found.as_slice() {
+                            [] => {}
+                            [one] => {
+                                responses[i] = Some(response_entry(one, "200 OK"));
+                                continue;
+                            }
+                            _ => {
+                                return Err(Error::PreconditionFailed(format!(
+                                    "entry {}: ifNoneExist matches more than one resource",
+                                    e.index
+                                )));
                             }
                         }
                     }
