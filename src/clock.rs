@@ -30,8 +30,7 @@ pub fn now_millis() -> i64 {
 }
 
 fn datetime(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// A FHIR `instant` (`2026-01-02T03:04:05.678Z`).
@@ -83,13 +82,7 @@ mod tests {
     fn formats_instants_and_http_dates() {
         assert_eq!(instant(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(instant(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(
-            http_date(1_700_000_000_123),
-            "Tue, 14 Nov 2023 22:13:20 GMT"
-        );
-        assert_eq!(
-            parse_rfc3339("2023-11-14T22:13:20.123Z"),
-            Some(1_700_000_000_123)
-        );
+        assert_eq!(http_date(1_700_000_000_123), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
     }
 }

@@ -65,8 +65,7 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, String> {
         let mut config = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
             }
             None => Config::default(),
@@ -76,8 +75,7 @@ impl Config {
     }
 
     fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
-        let flag =
-            |v: String| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+        let flag = |v: String| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
         let number = |k: &str, v: String| {
             v.parse::<i64>()
                 .map_err(|_| format!("{k} must be a whole number, not '{v}'"))

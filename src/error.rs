@@ -40,11 +40,7 @@ impl fmt::Display for Issue {
 }
 
 fn join(issues: &[Issue]) -> String {
-    issues
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 #[derive(Debug, thiserror::Error)]

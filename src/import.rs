@@ -24,9 +24,7 @@ pub fn collect(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
             entries.sort();
             out.extend(collect(&entries)?);
         } else if p.extension().is_some_and(|e| e == "json" || e == "ndjson") || !p.exists() {
@@ -68,15 +66,10 @@ pub async fn import(records: &Records, files: &[PathBuf], progress: bool) -> Sum
 }
 
 async fn import_file(records: &Records, actor: &Actor, file: &Path) -> Result<usize> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::NotFound(format!("{}: {e}", file.display())))?;
+    let text = std::fs::read_to_string(file).map_err(|e| Error::NotFound(format!("{}: {e}", file.display())))?;
     if file.extension().is_some_and(|e| e == "ndjson") {
         let mut n = 0;
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             import_one(records, actor, line)
                 .await
                 .map_err(|e| Error::Store(format!("line {}: {e}", i + 1)))?;
@@ -84,17 +77,13 @@ async fn import_file(records: &Records, actor: &Actor, file: &Path) -> Result<us
         }
         return Ok(n);
     }
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| Error::Store(format!("malformed JSON: {e}")))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| Error::Store(format!("malformed JSON: {e}")))?;
     match (
         value.get("resourceType").and_then(Value::as_str),
         value.get("type").and_then(Value::as_str),
     ) {
         (Some("Bundle"), Some("transaction")) => {
-            let n = value
-                .get("entry")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
+            let n = value.get("entry").and_then(Value::as_array).map_or(0, Vec::len);
             records.transaction(actor, &text, Ids::FromFullUrl).await?;
             Ok(n)
         }
@@ -110,10 +99,7 @@ async fn import_file(records: &Records, actor: &Actor, file: &Path) -> Result<us
                 .filter_map(|e| {
                     let resource = e.get("resource")?.clone();
                     let rtype = resource.get("resourceType")?.as_str()?.to_owned();
-                    let id = resource
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
+                    let id = resource.get("id").and_then(Value::as_str).map(str::to_owned);
                     let full_url = e.get("fullUrl").cloned().unwrap_or(Value::Null);
                     let request = match id {
                         Some(id) => json!({ "method": "PUT", "url": format!("{rtype}/{id}") }),
@@ -144,14 +130,10 @@ async fn import_file(records: &Records, actor: &Actor, file: &Path) -> Result<us
 
 /// One resource: PUT by its id when it has one (idempotent), else created.
 async fn import_one(records: &Records, actor: &Actor, text: &str) -> Result<()> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| Error::Store(format!("malformed JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| Error::Store(format!("malformed JSON: {e}")))?;
     let rtype = crate::fhir::parse::resource_type(&value)?;
     match value.get("id").and_then(Value::as_str) {
-        Some(id) => records
-            .update(actor, &rtype, id, text, None)
-            .await
-            .map(drop),
+        Some(id) => records.update(actor, &rtype, id, text, None).await.map(drop),
         None => records.create(actor, &rtype, text).await.map(drop),
     }
 }

@@ -45,17 +45,15 @@ pub struct AppState {
 }
 
 /// The search parameters we define ourselves, shipped in `profiles/`.
-const CUSTOM_SEARCH_PARAMETERS: &str =
-    include_str!("../profiles/SearchParameter-communication-in-response-to.json");
+const CUSTOM_SEARCH_PARAMETERS: &str = include_str!("../profiles/SearchParameter-communication-in-response-to.json");
 
 impl AppState {
     /// Opens the store (running migrations) and wires the rooms.
     pub async fn build(config: Config) -> Result<AppState> {
         let store = store::connect(&config.database_url()).await?;
-        let custom: serde_json::Value = serde_json::from_str(CUSTOM_SEARCH_PARAMETERS)
-            .map_err(|e| Error::Store(format!("profiles: {e}")))?;
-        let registry =
-            Registry::new(&[custom]).map_err(|e| Error::Store(format!("profiles: {e}")))?;
+        let custom: serde_json::Value =
+            serde_json::from_str(CUSTOM_SEARCH_PARAMETERS).map_err(|e| Error::Store(format!("profiles: {e}")))?;
+        let registry = Registry::new(&[custom]).map_err(|e| Error::Store(format!("profiles: {e}")))?;
         let clock = Clock::default();
         let limits = Limits {
             default_count: config.default_count,

@@ -58,10 +58,7 @@ async fn main() -> anyhow::Result<()> {
             let state = AppState::build(config).await?;
             let files = import::collect(&paths)?;
             let summary = import::import(&state.records, &files, true).await;
-            println!(
-                "imported {} resources from {} files",
-                summary.resources, summary.files
-            );
+            println!("imported {} resources from {} files", summary.resources, summary.files);
             for (file, why) in &summary.failed {
                 println!("FAILED {}: {why}", file.display());
             }
@@ -74,8 +71,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         builder.json().init();
@@ -90,8 +86,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

@@ -19,9 +19,7 @@ struct Series {
     buckets: [u64; BUCKETS.len()],
 }
 
-const BUCKETS: [f64; 10] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
-];
+const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
 
 /// Latency histograms keyed by metric name and label text.
 #[derive(Default)]

@@ -12,9 +12,7 @@ pub enum Actor {
 
 impl Actor {
     pub fn system(name: &str) -> Self {
-        Actor::System {
-            name: name.to_owned(),
-        }
+        Actor::System { name: name.to_owned() }
     }
 
     /// How the actor is named in an AuditEvent agent.

@@ -30,9 +30,7 @@ pub fn event(access: &Access<'_>) -> Value {
         access
             .what
             .iter()
-            .filter(|r| {
-                !r.starts_with("Patient/") || !access.patients.iter().any(|p| r[8..] == **p)
-            })
+            .filter(|r| !r.starts_with("Patient/") || !access.patients.iter().any(|p| r[8..] == **p))
             .take(100)
             .map(|r| json!({ "what": { "reference": r }, "role": role("4", "Domain Resource") })),
     );
@@ -74,11 +72,7 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -88,9 +88,7 @@ mod tests {
 
     #[test]
     fn patient_grant_covers_only_own_compartment() {
-        let actor = Actor::Patient {
-            patient_id: "a".into(),
-        };
+        let actor = Actor::Patient { patient_id: "a".into() };
         let grant = authorize(&actor, Action::Read, "Observation").unwrap();
         assert!(grant.covers(&["a".into()]));
         assert!(!grant.covers(&["b".into()]));

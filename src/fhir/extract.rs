@@ -14,11 +14,7 @@ pub fn normalize(s: &str) -> String {
         .nfd()
         .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
         .collect();
-    stripped
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    stripped.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
 
 /// `Type/id` for a reference to this server (relative, or absolute under `base`), else the reference as is.
@@ -145,10 +141,9 @@ fn values(param: &Param, node: &Value, base: &str, out: &mut Vec<IndexEntry>) {
                 ] {
                     match map.get(key) {
                         Some(Value::String(s)) => text(out, name, s),
-                        Some(Value::Array(parts)) => parts
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .for_each(|s| text(out, name, s)),
+                        Some(Value::Array(parts)) => {
+                            parts.iter().filter_map(Value::as_str).for_each(|s| text(out, name, s))
+                        }
                         _ => {}
                     }
                 }
@@ -159,20 +154,10 @@ fn values(param: &Param, node: &Value, base: &str, out: &mut Vec<IndexEntry>) {
             let range = match node {
                 Value::String(s) => datetime::range(s),
                 Value::Object(map) => {
-                    let start = map
-                        .get("start")
-                        .and_then(Value::as_str)
-                        .and_then(datetime::range);
-                    let end = map
-                        .get("end")
-                        .and_then(Value::as_str)
-                        .and_then(datetime::range);
-                    (start.is_some() || end.is_some()).then(|| {
-                        (
-                            start.map_or(i64::MIN, |s| s.0),
-                            end.map_or(i64::MAX, |e| e.1),
-                        )
-                    })
+                    let start = map.get("start").and_then(Value::as_str).and_then(datetime::range);
+                    let end = map.get("end").and_then(Value::as_str).and_then(datetime::range);
+                    (start.is_some() || end.is_some())
+                        .then(|| (start.map_or(i64::MIN, |s| s.0), end.map_or(i64::MAX, |e| e.1)))
                 }
                 _ => None,
             };
@@ -220,15 +205,7 @@ fn values(param: &Param, node: &Value, base: &str, out: &mut Vec<IndexEntry>) {
                 _ => (None, None, None),
             };
             if let Some(value) = value {
-                push(
-                    out,
-                    name,
-                    IndexValue::Quantity {
-                        value,
-                        system,
-                        code,
-                    },
-                );
+                push(out, name, IndexValue::Quantity { value, system, code });
             }
         }
     }
@@ -287,10 +264,7 @@ mod tests {
         ));
         assert!(entries.iter().any(|e| e.param == "date"));
         assert!(entries.iter().any(|e| e.param == "value-quantity"));
-        assert_eq!(
-            compartments("Observation", "o1", &entries),
-            vec!["p1".to_owned()]
-        );
+        assert_eq!(compartments("Observation", "o1", &entries), vec!["p1".to_owned()]);
         assert_eq!(normalize("  Zoë   ÉLISE "), "zoe elise");
     }
 }

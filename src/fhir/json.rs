@@ -40,11 +40,7 @@ pub fn parse(text: &str) -> Result<(Value, RawObject)> {
     let syntax = |e: serde_json::Error| {
         Error::invalid(Issue::new(
             "structure",
-            format!(
-                "malformed JSON at line {}, column {}: {e}",
-                e.line(),
-                e.column()
-            ),
+            format!("malformed JSON at line {}, column {}: {e}", e.line(), e.column()),
         ))
     };
     let value: Value = serde_json::from_str(text).map_err(syntax)?;
@@ -55,13 +51,8 @@ pub fn parse(text: &str) -> Result<(Value, RawObject)> {
 impl RawObject {
     /// The object's text with `id` and `meta` replaced (and `resourceType` first), other members untouched.
     pub fn stamped(&self, rtype: &str, id: &str, meta: &Value) -> String {
-        let mut out = String::with_capacity(
-            self.0
-                .iter()
-                .map(|(k, v)| k.len() + v.get().len() + 4)
-                .sum::<usize>()
-                + 128,
-        );
+        let mut out =
+            String::with_capacity(self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 128);
         out.push_str("{\"resourceType\":");
         out.push_str(&Value::from(rtype).to_string());
         out.push_str(",\"id\":");
@@ -117,7 +108,9 @@ mod tests {
 
     #[test]
     fn stamping_keeps_number_text_and_order() {
-        let (_, raw) = parse(r#"{"resourceType":"Observation","id":"x","valueQuantity":{"value":1.50},"status":"final"}"#).unwrap();
+        let (_, raw) =
+            parse(r#"{"resourceType":"Observation","id":"x","valueQuantity":{"value":1.50},"status":"final"}"#)
+                .unwrap();
         let text = raw.stamped("Observation", "y", &json!({"versionId": "2"}));
         assert_eq!(
             text,

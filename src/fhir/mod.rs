@@ -19,8 +19,7 @@ pub fn operation_outcome(severity: &str, issues: &[Issue]) -> Value {
     let issue: Vec<Value> = issues
         .iter()
         .map(|i| {
-            let mut v =
-                json!({ "severity": severity, "code": i.code, "diagnostics": i.diagnostics });
+            let mut v = json!({ "severity": severity, "code": i.code, "diagnostics": i.diagnostics });
             if let Some(path) = &i.expression {
                 v["expression"] = json!([path]);
             }

@@ -82,40 +82,15 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
     ("Patient", "family", Kind::String, "Patient.name.family"),
     ("Patient", "given", Kind::String, "Patient.name.given"),
     ("Patient", "birthdate", Kind::Date, "Patient.birthDate"),
-    (
-        "Patient",
-        "death-date",
-        Kind::Date,
-        "(Patient.deceased as dateTime)",
-    ),
+    ("Patient", "death-date", Kind::Date, "(Patient.deceased as dateTime)"),
     ("Patient", "gender", Kind::Token, "Patient.gender"),
     ("Patient", "identifier", Kind::Token, "Patient.identifier"),
-    (
-        "Patient",
-        "email",
-        Kind::Token,
-        "Patient.telecom.where(system='email')",
-    ),
-    (
-        "Patient",
-        "phone",
-        Kind::Token,
-        "Patient.telecom.where(system='phone')",
-    ),
+    ("Patient", "email", Kind::Token, "Patient.telecom.where(system='email')"),
+    ("Patient", "phone", Kind::Token, "Patient.telecom.where(system='phone')"),
     ("Patient", "telecom", Kind::Token, "Patient.telecom"),
     ("Patient", "address", Kind::String, "Patient.address"),
-    (
-        "Patient",
-        "address-city",
-        Kind::String,
-        "Patient.address.city",
-    ),
-    (
-        "Patient",
-        "address-state",
-        Kind::String,
-        "Patient.address.state",
-    ),
+    ("Patient", "address-city", Kind::String, "Patient.address.city"),
+    ("Patient", "address-state", Kind::String, "Patient.address.state"),
     (
         "Patient",
         "address-postalcode",
@@ -136,12 +111,7 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
         "Patient.managingOrganization",
     ),
     ("Patient", "link", Kind::Reference, "Patient.link.other"),
-    (
-        "Observation",
-        "category",
-        Kind::Token,
-        "Observation.category",
-    ),
+    ("Observation", "category", Kind::Token, "Observation.category"),
     ("Observation", "code", Kind::Token, "Observation.code"),
     ("Observation", "date", Kind::Date, "Observation.effective"),
     ("Observation", "status", Kind::Token, "Observation.status"),
@@ -175,78 +145,33 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
         Kind::Token,
         "Observation.component.code",
     ),
-    (
-        "Observation",
-        "encounter",
-        Kind::Reference,
-        "Observation.encounter",
-    ),
-    (
-        "Observation",
-        "performer",
-        Kind::Reference,
-        "Observation.performer",
-    ),
-    (
-        "Observation",
-        "based-on",
-        Kind::Reference,
-        "Observation.basedOn",
-    ),
+    ("Observation", "encounter", Kind::Reference, "Observation.encounter"),
+    ("Observation", "performer", Kind::Reference, "Observation.performer"),
+    ("Observation", "based-on", Kind::Reference, "Observation.basedOn"),
     (
         "Observation",
         "derived-from",
         Kind::Reference,
         "Observation.derivedFrom",
     ),
-    (
-        "Observation",
-        "has-member",
-        Kind::Reference,
-        "Observation.hasMember",
-    ),
-    (
-        "Observation",
-        "specimen",
-        Kind::Reference,
-        "Observation.specimen",
-    ),
-    (
-        "Observation",
-        "identifier",
-        Kind::Token,
-        "Observation.identifier",
-    ),
-    (
-        "DocumentReference",
-        "type",
-        Kind::Token,
-        "DocumentReference.type",
-    ),
+    ("Observation", "has-member", Kind::Reference, "Observation.hasMember"),
+    ("Observation", "specimen", Kind::Reference, "Observation.specimen"),
+    ("Observation", "identifier", Kind::Token, "Observation.identifier"),
+    ("DocumentReference", "type", Kind::Token, "DocumentReference.type"),
     (
         "DocumentReference",
         "category",
         Kind::Token,
         "DocumentReference.category",
     ),
-    (
-        "DocumentReference",
-        "date",
-        Kind::Date,
-        "DocumentReference.date",
-    ),
+    ("DocumentReference", "date", Kind::Date, "DocumentReference.date"),
     (
         "DocumentReference",
         "period",
         Kind::Date,
         "DocumentReference.context.period",
     ),
-    (
-        "DocumentReference",
-        "status",
-        Kind::Token,
-        "DocumentReference.status",
-    ),
+    ("DocumentReference", "status", Kind::Token, "DocumentReference.status"),
     (
         "DocumentReference",
         "identifier",
@@ -283,73 +208,18 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
         Kind::Reference,
         "DocumentReference.relatesTo.target",
     ),
-    (
-        "Communication",
-        "category",
-        Kind::Token,
-        "Communication.category",
-    ),
-    (
-        "Communication",
-        "sender",
-        Kind::Reference,
-        "Communication.sender",
-    ),
-    (
-        "Communication",
-        "recipient",
-        Kind::Reference,
-        "Communication.recipient",
-    ),
+    ("Communication", "category", Kind::Token, "Communication.category"),
+    ("Communication", "sender", Kind::Reference, "Communication.sender"),
+    ("Communication", "recipient", Kind::Reference, "Communication.recipient"),
     ("Communication", "sent", Kind::Date, "Communication.sent"),
-    (
-        "Communication",
-        "received",
-        Kind::Date,
-        "Communication.received",
-    ),
-    (
-        "Communication",
-        "status",
-        Kind::Token,
-        "Communication.status",
-    ),
-    (
-        "Communication",
-        "encounter",
-        Kind::Reference,
-        "Communication.encounter",
-    ),
-    (
-        "Communication",
-        "based-on",
-        Kind::Reference,
-        "Communication.basedOn",
-    ),
-    (
-        "Communication",
-        "part-of",
-        Kind::Reference,
-        "Communication.partOf",
-    ),
-    (
-        "Communication",
-        "identifier",
-        Kind::Token,
-        "Communication.identifier",
-    ),
-    (
-        "Communication",
-        "medium",
-        Kind::Token,
-        "Communication.medium",
-    ),
-    (
-        "RelatedPerson",
-        "patient",
-        Kind::Reference,
-        "RelatedPerson.patient",
-    ),
+    ("Communication", "received", Kind::Date, "Communication.received"),
+    ("Communication", "status", Kind::Token, "Communication.status"),
+    ("Communication", "encounter", Kind::Reference, "Communication.encounter"),
+    ("Communication", "based-on", Kind::Reference, "Communication.basedOn"),
+    ("Communication", "part-of", Kind::Reference, "Communication.partOf"),
+    ("Communication", "identifier", Kind::Token, "Communication.identifier"),
+    ("Communication", "medium", Kind::Token, "Communication.medium"),
+    ("RelatedPerson", "patient", Kind::Reference, "RelatedPerson.patient"),
     (
         "RelatedPerson",
         "email",
@@ -362,68 +232,23 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
         Kind::Token,
         "RelatedPerson.telecom.where(system='phone')",
     ),
-    (
-        "RelatedPerson",
-        "telecom",
-        Kind::Token,
-        "RelatedPerson.telecom",
-    ),
-    (
-        "RelatedPerson",
-        "birthdate",
-        Kind::Date,
-        "RelatedPerson.birthDate",
-    ),
+    ("RelatedPerson", "telecom", Kind::Token, "RelatedPerson.telecom"),
+    ("RelatedPerson", "birthdate", Kind::Date, "RelatedPerson.birthDate"),
     ("RelatedPerson", "name", Kind::String, "RelatedPerson.name"),
-    (
-        "RelatedPerson",
-        "identifier",
-        Kind::Token,
-        "RelatedPerson.identifier",
-    ),
-    (
-        "RelatedPerson",
-        "active",
-        Kind::Token,
-        "RelatedPerson.active",
-    ),
-    (
-        "RelatedPerson",
-        "gender",
-        Kind::Token,
-        "RelatedPerson.gender",
-    ),
+    ("RelatedPerson", "identifier", Kind::Token, "RelatedPerson.identifier"),
+    ("RelatedPerson", "active", Kind::Token, "RelatedPerson.active"),
+    ("RelatedPerson", "gender", Kind::Token, "RelatedPerson.gender"),
     (
         "RelatedPerson",
         "relationship",
         Kind::Token,
         "RelatedPerson.relationship",
     ),
-    (
-        "RelatedPerson",
-        "address",
-        Kind::String,
-        "RelatedPerson.address",
-    ),
+    ("RelatedPerson", "address", Kind::String, "RelatedPerson.address"),
     ("Practitioner", "name", Kind::String, "Practitioner.name"),
-    (
-        "Practitioner",
-        "family",
-        Kind::String,
-        "Practitioner.name.family",
-    ),
-    (
-        "Practitioner",
-        "given",
-        Kind::String,
-        "Practitioner.name.given",
-    ),
-    (
-        "Practitioner",
-        "identifier",
-        Kind::Token,
-        "Practitioner.identifier",
-    ),
+    ("Practitioner", "family", Kind::String, "Practitioner.name.family"),
+    ("Practitioner", "given", Kind::String, "Practitioner.name.given"),
+    ("Practitioner", "identifier", Kind::Token, "Practitioner.identifier"),
     (
         "Practitioner",
         "email",
@@ -449,57 +274,22 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
         Kind::Token,
         "PractitionerRole.specialty",
     ),
-    (
-        "PractitionerRole",
-        "role",
-        Kind::Token,
-        "PractitionerRole.code",
-    ),
+    ("PractitionerRole", "role", Kind::Token, "PractitionerRole.code"),
     (
         "Organization",
         "name",
         Kind::String,
         "Organization.name | Organization.alias",
     ),
-    (
-        "Organization",
-        "identifier",
-        Kind::Token,
-        "Organization.identifier",
-    ),
-    (
-        "Organization",
-        "address",
-        Kind::String,
-        "Organization.address",
-    ),
+    ("Organization", "identifier", Kind::Token, "Organization.identifier"),
+    ("Organization", "address", Kind::String, "Organization.address"),
     ("Organization", "type", Kind::Token, "Organization.type"),
     ("Organization", "active", Kind::Token, "Organization.active"),
-    (
-        "Organization",
-        "partof",
-        Kind::Reference,
-        "Organization.partOf",
-    ),
-    (
-        "Location",
-        "name",
-        Kind::String,
-        "Location.name | Location.alias",
-    ),
+    ("Organization", "partof", Kind::Reference, "Organization.partOf"),
+    ("Location", "name", Kind::String, "Location.name | Location.alias"),
     ("Location", "address", Kind::String, "Location.address"),
-    (
-        "Location",
-        "address-city",
-        Kind::String,
-        "Location.address.city",
-    ),
-    (
-        "Location",
-        "address-state",
-        Kind::String,
-        "Location.address.state",
-    ),
+    ("Location", "address-city", Kind::String, "Location.address.city"),
+    ("Location", "address-state", Kind::String, "Location.address.state"),
     (
         "Location",
         "address-postalcode",
@@ -513,18 +303,8 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
         Kind::Reference,
         "AuditEvent.agent.who.where(resolve() is Patient) | AuditEvent.entity.what.where(resolve() is Patient)",
     ),
-    (
-        "AuditEvent",
-        "agent",
-        Kind::Reference,
-        "AuditEvent.agent.who",
-    ),
-    (
-        "AuditEvent",
-        "entity",
-        Kind::Reference,
-        "AuditEvent.entity.what",
-    ),
+    ("AuditEvent", "agent", Kind::Reference, "AuditEvent.agent.who"),
+    ("AuditEvent", "entity", Kind::Reference, "AuditEvent.entity.what"),
     ("AuditEvent", "date", Kind::Date, "AuditEvent.recorded"),
     ("AuditEvent", "type", Kind::Token, "AuditEvent.type"),
     ("AuditEvent", "subtype", Kind::Token, "AuditEvent.subtype"),
@@ -537,21 +317,11 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
         Kind::Reference,
         "Provenance.target.where(resolve() is Patient)",
     ),
-    (
-        "Provenance",
-        "agent",
-        Kind::Reference,
-        "Provenance.agent.who",
-    ),
+    ("Provenance", "agent", Kind::Reference, "Provenance.agent.who"),
     ("Provenance", "recorded", Kind::Date, "Provenance.recorded"),
     ("Condition", "category", Kind::Token, "Condition.category"),
     ("Condition", "code", Kind::Token, "Condition.code"),
-    (
-        "Condition",
-        "clinical-status",
-        Kind::Token,
-        "Condition.clinicalStatus",
-    ),
+    ("Condition", "clinical-status", Kind::Token, "Condition.clinicalStatus"),
     (
         "Condition",
         "verification-status",
@@ -570,40 +340,15 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
         Kind::Date,
         "Condition.abatement.ofType(dateTime) | Condition.abatement.ofType(Period)",
     ),
-    (
-        "Condition",
-        "recorded-date",
-        Kind::Date,
-        "Condition.recordedDate",
-    ),
-    (
-        "Condition",
-        "encounter",
-        Kind::Reference,
-        "Condition.encounter",
-    ),
-    (
-        "Condition",
-        "identifier",
-        Kind::Token,
-        "Condition.identifier",
-    ),
+    ("Condition", "recorded-date", Kind::Date, "Condition.recordedDate"),
+    ("Condition", "encounter", Kind::Reference, "Condition.encounter"),
+    ("Condition", "identifier", Kind::Token, "Condition.identifier"),
     ("Encounter", "date", Kind::Date, "Encounter.period"),
     ("Encounter", "class", Kind::Token, "Encounter.class"),
     ("Encounter", "type", Kind::Token, "Encounter.type"),
     ("Encounter", "status", Kind::Token, "Encounter.status"),
-    (
-        "Encounter",
-        "identifier",
-        Kind::Token,
-        "Encounter.identifier",
-    ),
-    (
-        "Encounter",
-        "location",
-        Kind::Reference,
-        "Encounter.location.location",
-    ),
+    ("Encounter", "identifier", Kind::Token, "Encounter.identifier"),
+    ("Encounter", "location", Kind::Reference, "Encounter.location.location"),
     (
         "Encounter",
         "participant",
@@ -622,30 +367,15 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
         Kind::Reference,
         "Encounter.serviceProvider",
     ),
-    (
-        "Encounter",
-        "reason-code",
-        Kind::Token,
-        "Encounter.reasonCode",
-    ),
+    ("Encounter", "reason-code", Kind::Token, "Encounter.reasonCode"),
     (
         "Encounter",
         "discharge-disposition",
         Kind::Token,
         "Encounter.hospitalization.dischargeDisposition",
     ),
-    (
-        "MedicationRequest",
-        "intent",
-        Kind::Token,
-        "MedicationRequest.intent",
-    ),
-    (
-        "MedicationRequest",
-        "status",
-        Kind::Token,
-        "MedicationRequest.status",
-    ),
+    ("MedicationRequest", "intent", Kind::Token, "MedicationRequest.intent"),
+    ("MedicationRequest", "status", Kind::Token, "MedicationRequest.status"),
     (
         "MedicationRequest",
         "authoredon",
@@ -682,61 +412,16 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
         Kind::Token,
         "MedicationRequest.identifier",
     ),
-    (
-        "Immunization",
-        "date",
-        Kind::Date,
-        "Immunization.occurrence",
-    ),
+    ("Immunization", "date", Kind::Date, "Immunization.occurrence"),
     ("Immunization", "status", Kind::Token, "Immunization.status"),
-    (
-        "Immunization",
-        "vaccine-code",
-        Kind::Token,
-        "Immunization.vaccineCode",
-    ),
-    (
-        "Immunization",
-        "identifier",
-        Kind::Token,
-        "Immunization.identifier",
-    ),
-    (
-        "DiagnosticReport",
-        "category",
-        Kind::Token,
-        "DiagnosticReport.category",
-    ),
-    (
-        "DiagnosticReport",
-        "code",
-        Kind::Token,
-        "DiagnosticReport.code",
-    ),
-    (
-        "DiagnosticReport",
-        "date",
-        Kind::Date,
-        "DiagnosticReport.effective",
-    ),
-    (
-        "DiagnosticReport",
-        "issued",
-        Kind::Date,
-        "DiagnosticReport.issued",
-    ),
-    (
-        "DiagnosticReport",
-        "status",
-        Kind::Token,
-        "DiagnosticReport.status",
-    ),
-    (
-        "DiagnosticReport",
-        "result",
-        Kind::Reference,
-        "DiagnosticReport.result",
-    ),
+    ("Immunization", "vaccine-code", Kind::Token, "Immunization.vaccineCode"),
+    ("Immunization", "identifier", Kind::Token, "Immunization.identifier"),
+    ("DiagnosticReport", "category", Kind::Token, "DiagnosticReport.category"),
+    ("DiagnosticReport", "code", Kind::Token, "DiagnosticReport.code"),
+    ("DiagnosticReport", "date", Kind::Date, "DiagnosticReport.effective"),
+    ("DiagnosticReport", "issued", Kind::Date, "DiagnosticReport.issued"),
+    ("DiagnosticReport", "status", Kind::Token, "DiagnosticReport.status"),
+    ("DiagnosticReport", "result", Kind::Reference, "DiagnosticReport.result"),
     (
         "DiagnosticReport",
         "encounter",
@@ -758,24 +443,14 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
     ("Procedure", "date", Kind::Date, "Procedure.performed"),
     ("Procedure", "code", Kind::Token, "Procedure.code"),
     ("Procedure", "status", Kind::Token, "Procedure.status"),
-    (
-        "Procedure",
-        "encounter",
-        Kind::Reference,
-        "Procedure.encounter",
-    ),
+    ("Procedure", "encounter", Kind::Reference, "Procedure.encounter"),
     (
         "AllergyIntolerance",
         "clinical-status",
         Kind::Token,
         "AllergyIntolerance.clinicalStatus",
     ),
-    (
-        "AllergyIntolerance",
-        "code",
-        Kind::Token,
-        "AllergyIntolerance.code",
-    ),
+    ("AllergyIntolerance", "code", Kind::Token, "AllergyIntolerance.code"),
     (
         "AllergyIntolerance",
         "category",
@@ -799,76 +474,21 @@ const STANDARD: &[(&str, &str, Kind, &str)] = &[
         Kind::Reference,
         "CareTeam.participant.member",
     ),
-    (
-        "Goal",
-        "lifecycle-status",
-        Kind::Token,
-        "Goal.lifecycleStatus",
-    ),
-    (
-        "Goal",
-        "target-date",
-        Kind::Date,
-        "(Goal.target.due as date)",
-    ),
+    ("Goal", "lifecycle-status", Kind::Token, "Goal.lifecycleStatus"),
+    ("Goal", "target-date", Kind::Date, "(Goal.target.due as date)"),
     ("Goal", "description", Kind::Token, "Goal.description"),
     ("Device", "type", Kind::Token, "Device.type"),
     ("Device", "status", Kind::Token, "Device.status"),
-    (
-        "MedicationDispense",
-        "status",
-        Kind::Token,
-        "MedicationDispense.status",
-    ),
-    (
-        "MedicationDispense",
-        "type",
-        Kind::Token,
-        "MedicationDispense.type",
-    ),
-    (
-        "ServiceRequest",
-        "category",
-        Kind::Token,
-        "ServiceRequest.category",
-    ),
+    ("MedicationDispense", "status", Kind::Token, "MedicationDispense.status"),
+    ("MedicationDispense", "type", Kind::Token, "MedicationDispense.type"),
+    ("ServiceRequest", "category", Kind::Token, "ServiceRequest.category"),
     ("ServiceRequest", "code", Kind::Token, "ServiceRequest.code"),
-    (
-        "ServiceRequest",
-        "authored",
-        Kind::Date,
-        "ServiceRequest.authoredOn",
-    ),
-    (
-        "ServiceRequest",
-        "status",
-        Kind::Token,
-        "ServiceRequest.status",
-    ),
-    (
-        "Coverage",
-        "beneficiary",
-        Kind::Reference,
-        "Coverage.beneficiary",
-    ),
-    (
-        "Coverage",
-        "patient",
-        Kind::Reference,
-        "Coverage.beneficiary",
-    ),
-    (
-        "Coverage",
-        "subscriber",
-        Kind::Reference,
-        "Coverage.subscriber",
-    ),
-    (
-        "Coverage",
-        "policy-holder",
-        Kind::Reference,
-        "Coverage.policyHolder",
-    ),
+    ("ServiceRequest", "authored", Kind::Date, "ServiceRequest.authoredOn"),
+    ("ServiceRequest", "status", Kind::Token, "ServiceRequest.status"),
+    ("Coverage", "beneficiary", Kind::Reference, "Coverage.beneficiary"),
+    ("Coverage", "patient", Kind::Reference, "Coverage.beneficiary"),
+    ("Coverage", "subscriber", Kind::Reference, "Coverage.subscriber"),
+    ("Coverage", "policy-holder", Kind::Reference, "Coverage.policyHolder"),
     (
         "QuestionnaireResponse",
         "authored",
@@ -940,8 +560,7 @@ impl Registry {
                     .ok_or(format!("SearchParameter without {k}"))
             };
             let (name, expr, url) = (field("code")?, field("expression")?, field("url")?);
-            let kind = Kind::parse(field("type")?)
-                .ok_or(format!("SearchParameter {name}: unsupported type"))?;
+            let kind = Kind::parse(field("type")?).ok_or(format!("SearchParameter {name}: unsupported type"))?;
             for base in sp
                 .get("base")
                 .and_then(Value::as_array)
@@ -949,13 +568,10 @@ impl Registry {
                 .flatten()
                 .filter_map(Value::as_str)
             {
-                by_type.entry(base.to_owned()).or_default().push(compile(
-                    base,
-                    name,
-                    kind,
-                    expr,
-                    url.to_owned(),
-                )?);
+                by_type
+                    .entry(base.to_owned())
+                    .or_default()
+                    .push(compile(base, name, kind, expr, url.to_owned())?);
             }
         }
         for rtype in super::types::SUPPORTED {
@@ -990,8 +606,7 @@ impl Registry {
 }
 
 fn compile(rtype: &str, name: &str, kind: Kind, expr: &str, url: String) -> Result<Param, String> {
-    let paths =
-        path::parse(expr, rtype).map_err(|e| format!("search parameter {rtype}.{name}: {e}"))?;
+    let paths = path::parse(expr, rtype).map_err(|e| format!("search parameter {rtype}.{name}: {e}"))?;
     Ok(Param {
         name: name.to_owned(),
         kind,
@@ -1017,23 +632,11 @@ mod tests {
     fn every_standard_definition_compiles() {
         let registry = Registry::new(&[]).unwrap();
         let obs = registry.of_type("Observation");
-        assert!(
-            obs.iter()
-                .any(|p| p.name == "patient" && p.kind == Kind::Reference)
-        );
+        assert!(obs.iter().any(|p| p.name == "patient" && p.kind == Kind::Reference));
         assert!(obs.iter().any(|p| p.name == "_tag"));
-        assert!(
-            registry
-                .of_type("Condition")
-                .iter()
-                .any(|p| p.name == "subject")
-        );
+        assert!(registry.of_type("Condition").iter().any(|p| p.name == "subject"));
         for (rtype, params) in COMPARTMENT {
-            let names: Vec<&str> = registry
-                .of_type(rtype)
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect();
+            let names: Vec<&str> = registry.of_type(rtype).iter().map(|p| p.name.as_str()).collect();
             for p in *params {
                 assert!(names.contains(p), "{rtype}.{p}");
             }

@@ -38,10 +38,7 @@ pub fn resource_type(value: &Value) -> Result<String> {
         )));
     };
     let Some(rtype) = obj.get("resourceType").and_then(Value::as_str) else {
-        return Err(Error::invalid(Issue::new(
-            "required",
-            "resourceType is missing",
-        )));
+        return Err(Error::invalid(Issue::new("required", "resourceType is missing")));
     };
     if types::is_supported(rtype) {
         Ok(rtype.to_owned())
@@ -59,10 +56,7 @@ pub fn resource_type(value: &Value) -> Result<String> {
 
 /// A FHIR id: 1 to 64 of `[A-Za-z0-9\-\.]`.
 pub fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 fn child(path: &str, key: &str) -> String {
@@ -86,19 +80,11 @@ fn structure(value: &Value, path: &str, is_resource: bool, issues: &mut Vec<Issu
             match id.as_str() {
                 Some(id) if valid_id(id) => {}
                 _ => issues.push(
-                    Issue::new(
-                        "value",
-                        format!("invalid id {id} (1-64 of A-Z a-z 0-9 - .)"),
-                    )
-                    .at(child(path, "id")),
+                    Issue::new("value", format!("invalid id {id} (1-64 of A-Z a-z 0-9 - .)")).at(child(path, "id")),
                 ),
             }
         }
-        if let Some(div) = obj
-            .get("text")
-            .and_then(|t| t.get("div"))
-            .and_then(Value::as_str)
-        {
+        if let Some(div) = obj.get("text").and_then(|t| t.get("div")).and_then(Value::as_str) {
             narrative(div, &child(path, "text.div"), issues);
         }
         if obj.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
@@ -113,11 +99,8 @@ fn structure(value: &Value, path: &str, is_resource: bool, issues: &mut Vec<Issu
         .filter(|p| *p > 100.0)
     {
         issues.push(
-            Issue::new(
-                "invariant",
-                format!("ras-2: probability must be <= 100, not {p}"),
-            )
-            .at(child(path, "probabilityDecimal")),
+            Issue::new("invariant", format!("ras-2: probability must be <= 100, not {p}"))
+                .at(child(path, "probabilityDecimal")),
         );
     }
     for (key, v) in obj {
@@ -132,24 +115,22 @@ fn structure(value: &Value, path: &str, is_resource: bool, issues: &mut Vec<Issu
                     issues.push(Issue::new("structure", "arrays must not be empty").at(&at));
                 }
                 // A null in an array is only allowed to keep it aligned with its `_key`/`key` twin.
-                let twin = key
-                    .strip_prefix('_')
-                    .map_or_else(|| format!("_{key}"), str::to_owned);
+                let twin = key.strip_prefix('_').map_or_else(|| format!("_{key}"), str::to_owned);
                 for (i, item) in items.iter().enumerate() {
                     let at = format!("{at}[{i}]");
                     match item {
                         Value::Null if !obj.contains_key(&twin) => {
                             issues.push(Issue::new("structure", "null is not allowed here").at(&at))
                         }
-                        Value::String(s) if s.is_empty() => issues
-                            .push(Issue::new("structure", "strings must not be empty").at(&at)),
+                        Value::String(s) if s.is_empty() => {
+                            issues.push(Issue::new("structure", "strings must not be empty").at(&at))
+                        }
                         item => structure(item, &at, key == "contained", issues),
                     }
                 }
             }
             Value::Object(inner) => {
-                let nested_resource = key == "resource"
-                    || inner.contains_key("resourceType") && key != "resourceType";
+                let nested_resource = key == "resource" || inner.contains_key("resourceType") && key != "resourceType";
                 structure(v, &at, nested_resource, issues);
             }
             _ => {}
@@ -188,20 +169,12 @@ fn narrative(div: &str, path: &str, issues: &mut Vec<Issue>) {
             .at(path),
         );
     } else if has_event_attr {
-        issues.push(
-            Issue::new(
-                "invariant",
-                "txt-1: the narrative contains an event handler attribute",
-            )
-            .at(path),
-        );
+        issues.push(Issue::new("invariant", "txt-1: the narrative contains an event handler attribute").at(path));
     }
 }
 
 fn attachment_size(obj: &Map<String, Value>, path: &str, issues: &mut Vec<Issue>) {
-    let (Some(Value::String(data)), Some(size)) =
-        (obj.get("data"), obj.get("size").and_then(Value::as_u64))
-    else {
+    let (Some(Value::String(data)), Some(size)) = (obj.get("data"), obj.get("size").and_then(Value::as_u64)) else {
         return;
     };
     let clean: Vec<u8> = data.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
@@ -231,19 +204,9 @@ fn period_order(obj: &Map<String, Value>, path: &str, issues: &mut Vec<Issue>) {
         return;
     };
     let same_precision = start.len() == end.len() || (start.len() >= 19 && end.len() >= 19);
-    let ordered = if same_precision {
-        s.0 <= e.0
-    } else {
-        s.1 < e.0
-    };
+    let ordered = if same_precision { s.0 <= e.0 } else { s.1 < e.0 };
     if !ordered {
-        issues.push(
-            Issue::new(
-                "invariant",
-                format!("per-1: start {start} is not before end {end}"),
-            )
-            .at(path),
-        );
+        issues.push(Issue::new("invariant", format!("per-1: start {start} is not before end {end}")).at(path));
     }
 }
 
@@ -274,8 +237,7 @@ fn bundle_rules(obj: &Map<String, Value>, path: &str, issues: &mut Vec<Issue>) {
         .enumerate()
     {
         if let Some(url) = entry.get("fullUrl").and_then(Value::as_str) {
-            let absolute =
-                url.starts_with("urn:uuid:") || url.starts_with("urn:oid:") || url.contains("://");
+            let absolute = url.starts_with("urn:uuid:") || url.starts_with("urn:oid:") || url.contains("://");
             if !absolute {
                 issues.push(
                     Issue::new("value", format!("fullUrl '{url}' must be an absolute URL"))
@@ -302,10 +264,7 @@ fn dropped_keys(input: &Value, output: &Value, path: &str, issues: &mut Vec<Issu
                 let at = child(path, key);
                 match b.get(key) {
                     Some(out) => dropped_keys(value, out, &at, issues),
-                    None => issues.push(
-                        Issue::new("structure", format!("unknown or invalid element '{key}'"))
-                            .at(at),
-                    ),
+                    None => issues.push(Issue::new("structure", format!("unknown or invalid element '{key}'")).at(at)),
                 }
             }
         }
@@ -318,10 +277,7 @@ fn dropped_keys(input: &Value, output: &Value, path: &str, issues: &mut Vec<Issu
     }
 }
 
-fn round_trip_as<T: DeserializeOwned + Serialize>(
-    value: &Value,
-    rtype: &str,
-) -> Result<Value, Issue> {
+fn round_trip_as<T: DeserializeOwned + Serialize>(value: &Value, rtype: &str) -> Result<Value, Issue> {
     let typed: T = serde_path_to_error::deserialize(value).map_err(|e| {
         let at = e.path().to_string();
         let at = if at == "." {
@@ -387,18 +343,10 @@ mod tests {
             "valueQuantity": {"value": 1.50}});
         assert_eq!(validate(&ok).unwrap(), "Observation");
         let unknown = issues(json!({"resourceType": "Patient", "unknownElement": "foo"}));
-        assert_eq!(
-            unknown[0].expression.as_deref(),
-            Some("Patient.unknownElement")
-        );
-        let bad_code =
-            issues(json!({"resourceType": "Observation", "status": "done", "code": {"text": "x"}}));
+        assert_eq!(unknown[0].expression.as_deref(), Some("Patient.unknownElement"));
+        let bad_code = issues(json!({"resourceType": "Observation", "status": "done", "code": {"text": "x"}}));
         assert!(
-            bad_code[0]
-                .expression
-                .as_deref()
-                .unwrap()
-                .contains("status"),
+            bad_code[0].expression.as_deref().unwrap().contains("status"),
             "{bad_code:?}"
         );
         assert!(!issues(json!({"resourceType": "Patient", "id": "bad_id"})).is_empty());

@@ -8,10 +8,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
     /// An element; `choice` restricts a `[x]` element to one type (`dateTime` → `deceasedDateTime`).
-    Field {
-        name: String,
-        choice: Option<String>,
-    },
+    Field { name: String, choice: Option<String> },
     /// `where(field='literal')`
     WhereEq { field: String, value: String },
     /// `where(resolve() is Type)`: a Reference whose target has this type.
@@ -59,10 +56,7 @@ fn parse_one(expr: &str, rtype: &str) -> Result<Path, String> {
             } else {
                 return Err(format!("unsupported where() in '{expr}'"));
             }
-        } else if let Some(t) = seg
-            .strip_prefix("ofType(")
-            .or_else(|| seg.strip_prefix("as("))
-        {
+        } else if let Some(t) = seg.strip_prefix("ofType(").or_else(|| seg.strip_prefix("as(")) {
             let t = t.strip_suffix(')').ok_or("unclosed ofType(")?;
             match steps.last_mut() {
                 Some(Step::Field { choice, .. }) => *choice = Some(t.to_owned()),
@@ -158,10 +152,7 @@ fn field_matches(key: &str, name: &str, choice: Option<&str>) -> bool {
     match choice {
         Some(t) => {
             let mut chars = t.chars();
-            chars
-                .next()
-                .is_some_and(|c| rest.starts_with(c.to_ascii_uppercase()))
-                && rest[1..] == *chars.as_str()
+            chars.next().is_some_and(|c| rest.starts_with(c.to_ascii_uppercase())) && rest[1..] == *chars.as_str()
         }
         None => rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase()),
     }
@@ -196,22 +187,10 @@ mod tests {
             vec![json!({ "start": "2020" })]
         );
         assert_eq!(
-            eval(
-                "Observation.subject.where(resolve() is Patient)",
-                "Observation",
-                &obs
-            )
-            .len(),
+            eval("Observation.subject.where(resolve() is Patient)", "Observation", &obs).len(),
             1
         );
-        assert!(
-            eval(
-                "Observation.subject.where(resolve() is Group)",
-                "Observation",
-                &obs
-            )
-            .is_empty()
-        );
+        assert!(eval("Observation.subject.where(resolve() is Group)", "Observation", &obs).is_empty());
         assert_eq!(
             eval("(Observation.value as Quantity)", "Observation", &obs),
             vec![json!({ "value": 1 })]
@@ -223,10 +202,7 @@ mod tests {
             eval("Patient.telecom.where(system='email')", "Patient", &pat)[0]["value"],
             "a@b"
         );
-        assert_eq!(
-            eval("Patient.name | Patient.telecom", "Patient", &pat).len(),
-            2
-        );
+        assert_eq!(eval("Patient.name | Patient.telecom", "Patient", &pat).len(), 2);
         assert!(parse("Patient.name.first()", "Patient").is_err());
         assert!(parse("Observation.code", "Patient").is_err());
     }

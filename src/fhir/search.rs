@@ -73,9 +73,7 @@ pub fn parse(
         let mut used = true;
         match name {
             "_count" => {
-                let n: i64 = value
-                    .parse()
-                    .map_err(|_| bad(key, "must be a whole number"))?;
+                let n: i64 = value.parse().map_err(|_| bad(key, "must be a whole number"))?;
                 if n < 0 {
                     return Err(bad(key, "must not be negative"));
                 }
@@ -138,10 +136,7 @@ pub fn parse(
                     .filter(|p| p.kind == Kind::Reference)
                     .is_none()
                 {
-                    return Err(bad(
-                        key,
-                        &format!("{source}:{param} is not a reference parameter"),
-                    ));
+                    return Err(bad(key, &format!("{source}:{param} is not a reference parameter")));
                 }
                 let include = Include {
                     source: source.to_owned(),
@@ -183,14 +178,11 @@ pub fn parse(
                     req.query.clauses.push(clause);
                 }
                 None if name.contains('.') => {
-                    return Err(Error::NotSupported(format!(
-                        "chained search '{key}' is not supported"
-                    )));
+                    return Err(Error::NotSupported(format!("chained search '{key}' is not supported")));
                 }
                 None => {
-                    req.ignored.push(format!(
-                        "unknown search parameter '{key}' for {rtype} was ignored"
-                    ));
+                    req.ignored
+                        .push(format!("unknown search parameter '{key}' for {rtype} was ignored"));
                     used = false;
                 }
             },
@@ -209,10 +201,7 @@ pub fn parse(
 }
 
 fn bad(key: &str, why: &str) -> Error {
-    Error::invalid(Issue::new(
-        "processing",
-        format!("search parameter {key}: {why}"),
-    ))
+    Error::invalid(Issue::new("processing", format!("search parameter {key}: {why}")))
 }
 
 /// Comma-separated alternatives, with `\,` as a literal comma.
@@ -260,8 +249,7 @@ fn prefix_of(value: &str) -> (Prefix, &str) {
 
 fn date_condition(key: &str, value: &str, last_updated: bool) -> Result<Condition> {
     let (prefix, date) = prefix_of(value);
-    let (low, high) =
-        datetime::range(date).ok_or_else(|| bad(key, &format!("'{value}' is not a valid date")))?;
+    let (low, high) = datetime::range(date).ok_or_else(|| bad(key, &format!("'{value}' is not a valid date")))?;
     Ok(if last_updated {
         Condition::LastUpdated { prefix, low, high }
     } else {
@@ -291,14 +279,7 @@ fn number_condition(key: &str, value: &str) -> Result<Condition> {
     })
 }
 
-fn clause(
-    name: &str,
-    kind: Kind,
-    modifier: Option<&str>,
-    value: &str,
-    key: &str,
-    base: &str,
-) -> Result<Clause> {
+fn clause(name: &str, kind: Kind, modifier: Option<&str>, value: &str, key: &str, base: &str) -> Result<Clause> {
     let values = split_or(value);
     if values.is_empty() {
         return Err(bad(key, "has no value"));
@@ -350,38 +331,24 @@ fn clause(
                 code: Some(v.clone()),
             })
             .collect(),
-        (Kind::String, None) => values
-            .iter()
-            .map(|v| Condition::TextStarts(normalize(v)))
-            .collect(),
-        (Kind::String, Some("exact")) => values
-            .iter()
-            .map(|v| Condition::TextExact(v.clone()))
-            .collect(),
-        (Kind::String, Some("contains")) => values
-            .iter()
-            .map(|v| Condition::TextContains(normalize(v)))
-            .collect(),
+        (Kind::String, None) => values.iter().map(|v| Condition::TextStarts(normalize(v))).collect(),
+        (Kind::String, Some("exact")) => values.iter().map(|v| Condition::TextExact(v.clone())).collect(),
+        (Kind::String, Some("contains")) => values.iter().map(|v| Condition::TextContains(normalize(v))).collect(),
         (Kind::Date, None) => values
             .iter()
             .map(|v| date_condition(key, v, false))
             .collect::<Result<_>>()?,
-        (Kind::Quantity | Kind::Number, None) => values
-            .iter()
-            .map(|v| number_condition(key, v))
-            .collect::<Result<_>>()?,
+        (Kind::Quantity | Kind::Number, None) => {
+            values.iter().map(|v| number_condition(key, v)).collect::<Result<_>>()?
+        }
         (Kind::Reference, Some("identifier")) => {
             param = format!("{name}:identifier");
             values.iter().map(|v| token(v)).collect()
         }
-        (Kind::Reference, None) => values
-            .iter()
-            .flat_map(|v| reference(name, v, None, base))
-            .collect(),
-        (Kind::Reference, Some(t)) if t.starts_with(|c: char| c.is_ascii_uppercase()) => values
-            .iter()
-            .flat_map(|v| reference(name, v, Some(t), base))
-            .collect(),
+        (Kind::Reference, None) => values.iter().flat_map(|v| reference(name, v, None, base)).collect(),
+        (Kind::Reference, Some(t)) if t.starts_with(|c: char| c.is_ascii_uppercase()) => {
+            values.iter().flat_map(|v| reference(name, v, Some(t), base)).collect()
+        }
         (_, Some(m)) => {
             return Err(Error::NotSupported(format!(
                 "modifier :{m} is not supported for {} parameter {name}",
@@ -389,11 +356,7 @@ fn clause(
             )));
         }
     };
-    Ok(Clause {
-        param,
-        any_of,
-        negate,
-    })
+    Ok(Clause { param, any_of, negate })
 }
 
 fn token(value: &str) -> Condition {
@@ -444,10 +407,7 @@ mod tests {
 
     fn req(rtype: &str, q: &[(&str, &str)]) -> Result<SearchRequest> {
         let registry = Registry::new(&[]).unwrap();
-        let params: Vec<(String, String)> = q
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let params: Vec<(String, String)> = q.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         parse(
             rtype,
             &params,
@@ -482,10 +442,7 @@ mod tests {
         assert_eq!(r.query.clauses[3].any_of.len(), 2);
         assert!(matches!(
             r.query.clauses[2].any_of[0],
-            Condition::Date {
-                prefix: Prefix::Ge,
-                ..
-            }
+            Condition::Date { prefix: Prefix::Ge, .. }
         ));
         assert_eq!(
             r.query.sort[0],
@@ -511,24 +468,14 @@ mod tests {
         );
         assert!(matches!(
             t.query.clauses[1].any_of[0],
-            Condition::Quantity {
-                prefix: Prefix::Gt,
-                ..
-            }
+            Condition::Quantity { prefix: Prefix::Gt, .. }
         ));
         let s = req(
             "Patient",
-            &[
-                ("name:contains", "Zoë"),
-                ("foo", "bar"),
-                ("subject:identifier", "x"),
-            ],
+            &[("name:contains", "Zoë"), ("foo", "bar"), ("subject:identifier", "x")],
         )
         .unwrap();
-        assert_eq!(
-            s.query.clauses[0].any_of[0],
-            Condition::TextContains("zoe".into())
-        );
+        assert_eq!(s.query.clauses[0].any_of[0], Condition::TextContains("zoe".into()));
         assert_eq!(s.ignored.len(), 1);
         assert!(req("Observation", &[("date", "yesterday")]).is_err());
         assert!(req("Observation", &[("code:text", "x")]).is_err());

@@ -1,9 +1,17 @@
 //! The FHIR door: R4 REST at `<base>/fhir`. Handlers translate HTTP to calls on [`Records`](crate::records)
 //! and back; they hold no rules and no SQL. The route table is in [`router`].
 
-mod interactions;
+mod create;
+mod delete;
+mod history;
 mod metadata;
+mod operation;
 pub mod outcome;
+mod read;
+mod request;
+mod search;
+mod transaction;
+mod update;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -16,26 +24,25 @@ pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// The whole FHIR route table. Static segments (`_history`, `_search`, `metadata`) win over `{id}`.
 pub fn router() -> Router<AppState> {
-    use interactions as i;
     Router::new()
         .route("/metadata", get(metadata::capability_statement))
-        .route("/", post(i::batch_or_transaction))
-        .route("/_history", get(i::history_system))
-        .route("/{rtype}", get(i::search_get).post(i::create))
-        .route("/{rtype}/_search", post(i::search_post))
-        .route("/{rtype}/_history", get(i::history_type))
+        .route("/", post(transaction::batch_or_transaction))
+        .route("/_history", get(history::history_system))
+        .route("/{rtype}", get(search::search_get).post(create::create))
+        .route("/{rtype}/_search", post(search::search_post))
+        .route("/{rtype}/_history", get(history::history_type))
         .route(
             "/{rtype}/{id}",
-            get(i::read).put(i::update).delete(i::delete),
+            get(read::read).put(update::update).delete(delete::delete),
         )
-        .route("/{rtype}/{id}/_history", get(i::history_instance))
-        .route("/{rtype}/{id}/_history/{vid}", get(i::vread))
+        .route("/{rtype}/{id}/_history", get(history::history_instance))
+        .route("/{rtype}/{id}/_history/{vid}", get(read::vread))
         .route(
             "/{rtype}/{id}/{operation}",
-            get(i::instance_operation).post(i::instance_operation),
+            get(operation::instance_operation).post(operation::instance_operation),
         )
-        .method_not_allowed_fallback(i::method_not_allowed)
-        .fallback(i::unknown_route)
+        .method_not_allowed_fallback(request::method_not_allowed)
+        .fallback(request::unknown_route)
 }
 
 /// A FHIR JSON response.

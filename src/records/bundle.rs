@@ -104,10 +104,7 @@ fn page_links(
         links.push(("next", url(base, path, params, Some(offset + count))));
     }
     if offset > 0 && count > 0 {
-        links.push((
-            "previous",
-            url(base, path, params, Some((offset - count).max(0))),
-        ));
+        links.push(("previous", url(base, path, params, Some((offset - count).max(0)))));
     }
     links
 }
@@ -137,10 +134,7 @@ pub fn searchset(
     total: Option<i64>,
 ) -> String {
     let elements = req.elements.as_deref();
-    let mut entries: Vec<BundleEntry> = matches
-        .iter()
-        .map(|m| entry(base, m, "match", elements))
-        .collect();
+    let mut entries: Vec<BundleEntry> = matches.iter().map(|m| entry(base, m, "match", elements)).collect();
     entries.extend(included.iter().map(|m| entry(base, m, "include", None)));
     if !req.ignored.is_empty() {
         let issues: Vec<_> = req

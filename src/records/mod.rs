@@ -17,7 +17,7 @@ use crate::error::{Error, Issue, Result};
 use crate::fhir::json::{self as fjson, RawObject};
 use crate::fhir::params::Registry;
 use crate::fhir::search::{self, Limits, SearchRequest};
-use crate::fhir::{extract, parse};
+use crate::fhir::{datetime, extract, parse};
 use crate::store::{CompartmentFilter, HistoryQuery, Row, SharedStore, VersionWrite};
 
 /// A resource as stored: its JSON text and version facts.
@@ -55,13 +55,7 @@ struct Prepared {
 }
 
 impl Records {
-    pub fn new(
-        store: SharedStore,
-        registry: Arc<Registry>,
-        clock: Clock,
-        limits: Limits,
-        base: String,
-    ) -> Self {
+    pub fn new(store: SharedStore, registry: Arc<Registry>, clock: Clock, limits: Limits, base: String) -> Self {
         Records {
             store,
             registry,
@@ -69,6 +63,13 @@ impl Records {
             limits,
             base,
         }
+    }
+
+    /// `_count`, capped at the configured maximum.
+    fn count(&self, k: &str, v: &str) -> Result<i64> {
+        Ok(v.parse::<i64>()
+            .map_err(|_| bad_param(k, v))?
+            .clamp(0, self.limits.max_count))
     }
 
     pub fn base(&self) -> &str {
@@ -102,8 +103,7 @@ impl Records {
         expect: Option<i64>,
     ) -> Result<Prepared> {
         let (value, raw) = fjson::parse(text)?;
-        self.prepare_value(grant, rtype, id, &value, &raw, expect)
-            .await
+        self.prepare_value(grant, rtype, id, &value, &raw, expect).await
     }
 
     async fn prepare_value(
@@ -126,19 +126,12 @@ impl Records {
         let id = match (id, body_id) {
             (Some(url_id), Some(b)) if url_id != b => {
                 return Err(Error::invalid(
-                    Issue::new(
-                        "invalid",
-                        format!("id {b} does not match the URL's {url_id}"),
-                    )
-                    .at("id"),
+                    Issue::new("invalid", format!("id {b} does not match the URL's {url_id}")).at("id"),
                 ));
             }
             (Some(url_id), _) => {
                 if !parse::valid_id(url_id) {
-                    return Err(Error::invalid(Issue::new(
-                        "value",
-                        format!("invalid id '{url_id}'"),
-                    )));
+                    return Err(Error::invalid(Issue::new("value", format!("invalid id '{url_id}'"))));
                 }
                 url_id.to_owned()
             }
@@ -157,9 +150,7 @@ impl Records {
                 )));
             }
         } else if expect.is_some() && head.is_none() {
-            return Err(Error::PreconditionFailed(format!(
-                "{rtype}/{id} does not exist"
-            )));
+            return Err(Error::PreconditionFailed(format!("{rtype}/{id} does not exist")));
         }
         let version = head.map_or(1, |h| h.version + 1);
         let now = self.clock.now_millis();
@@ -221,8 +212,7 @@ impl Records {
         });
         let id = uuid::Uuid::new_v4().to_string();
         let meta = json!({ "versionId": "1", "lastUpdated": recorded });
-        let raw: RawObject =
-            serde_json::from_value(event.clone()).map_err(|e| Error::Store(e.to_string()))?;
+        let raw: RawObject = serde_json::from_value(event.clone()).map_err(|e| Error::Store(e.to_string()))?;
         let index = extract::index(&self.registry, "AuditEvent", &event, &self.base);
         let compartments = extract::compartments("AuditEvent", &id, &index);
         Ok(VersionWrite {
@@ -245,15 +235,10 @@ impl Records {
         rows: &[Stored],
         query: Option<&str>,
     ) -> Result<()> {
-        let what: Vec<String> = rows
-            .iter()
-            .map(|r| format!("{}/{}", r.rtype, r.id))
-            .collect();
+        let what: Vec<String> = rows.iter().map(|r| format!("{}/{}", r.rtype, r.id)).collect();
         let patients = self.patients_of(grant, rows);
         let write = self.audit_write(grant, interaction, &what, &patients, query)?;
-        self.store
-            .write(&system_grant(Action::Create), vec![write])
-            .await
+        self.store.write(&system_grant(Action::Create), vec![write]).await
     }
 
     /// The patients whose data `rows` are: the grant's own patients, or read from the resources.
@@ -277,20 +262,12 @@ impl Records {
         patients
     }
 
-    async fn commit(
-        &self,
-        grant: &Grant,
-        interaction: &'static str,
-        prepared: Vec<Prepared>,
-    ) -> Result<Vec<Written>> {
+    async fn commit(&self, grant: &Grant, interaction: &'static str, prepared: Vec<Prepared>) -> Result<Vec<Written>> {
         let what: Vec<String> = prepared
             .iter()
             .map(|p| format!("{}/{}", p.stored.rtype, p.stored.id))
             .collect();
-        let mut patients: Vec<String> = prepared
-            .iter()
-            .flat_map(|p| p.write.compartments.clone())
-            .collect();
+        let mut patients: Vec<String> = prepared.iter().flat_map(|p| p.write.compartments.clone()).collect();
         patients.sort();
         patients.dedup();
         let mut writes: Vec<VersionWrite> = prepared.iter().map(|p| p.write.clone()).collect();
@@ -318,13 +295,7 @@ impl Records {
         Ok(stored)
     }
 
-    pub async fn vread(
-        &self,
-        actor: &Actor,
-        rtype: &str,
-        id: &str,
-        version: i64,
-    ) -> Result<Stored> {
+    pub async fn vread(&self, actor: &Actor, rtype: &str, id: &str, version: i64) -> Result<Stored> {
         let grant = access::authorize(actor, Action::Read, rtype)?;
         let row = self
             .store
@@ -341,37 +312,24 @@ impl Records {
     pub async fn create(&self, actor: &Actor, rtype: &str, text: &str) -> Result<Written> {
         let grant = access::authorize(actor, Action::Create, rtype)?;
         let (mut value, raw) = fjson::parse(text)?;
-        if let Some(id) = value
-            .get("id")
-            .filter(|id| !id.as_str().is_some_and(parse::valid_id))
-        {
+        if let Some(id) = value.get("id").filter(|id| !id.as_str().is_some_and(parse::valid_id)) {
             return Err(Error::invalid(
-                Issue::new(
-                    "value",
-                    format!("invalid id {id} (1-64 of A-Z a-z 0-9 - .)"),
-                )
-                .at(format!("{rtype}.id")),
+                Issue::new("value", format!("invalid id {id} (1-64 of A-Z a-z 0-9 - .)")).at(format!("{rtype}.id")),
             ));
         }
         // A client id on create is ignored (the server assigns one), as the spec says.
         if let Some(obj) = value.as_object_mut() {
             obj.remove("id");
         }
-        let prepared = self
-            .prepare_value(&grant, rtype, None, &value, &raw, None)
-            .await?;
-        Ok(self
-            .commit(&grant, "create", vec![prepared])
-            .await?
-            .remove(0))
+        let prepared = self.prepare_value(&grant, rtype, None, &value, &raw, None).await?;
+        Ok(self.commit(&grant, "create", vec![prepared]).await?.remove(0))
     }
 
     /// The matches of a conditional-create criteria (`If-None-Exist`).
     pub async fn matches(&self, actor: &Actor, rtype: &str, criteria: &str) -> Result<Vec<Stored>> {
-        let params: Vec<(String, String)> =
-            form_urlencoded::parse(criteria.trim_start_matches('?').as_bytes())
-                .into_owned()
-                .collect();
+        let params: Vec<(String, String)> = form_urlencoded::parse(criteria.trim_start_matches('?').as_bytes())
+            .into_owned()
+            .collect();
         let mut req = search::parse(rtype, &params, &self.registry, self.limits, &self.base)?;
         req.query.count = 2;
         req.query.total = false;
@@ -392,9 +350,7 @@ impl Records {
         let grant = access::authorize(actor, Action::Update, rtype)?;
         // Without If-Match a concurrent writer is not an error: take the newer head and try again.
         for _ in 0..5 {
-            let prepared = self
-                .prepare(&grant, rtype, Some(id), text, if_match)
-                .await?;
+            let prepared = self.prepare(&grant, rtype, Some(id), text, if_match).await?;
             match self.commit(&grant, "update", vec![prepared]).await {
                 Err(Error::Conflict(_)) if if_match.is_none() => continue,
                 Err(Error::Conflict(why)) => return Err(Error::PreconditionFailed(why)),
@@ -426,13 +382,7 @@ impl Records {
             compartments: Vec::new(),
         };
         let patients = self.patients_of(&grant, &[Self::to_stored(row)?]);
-        let audit = self.audit_write(
-            &grant,
-            "delete",
-            &[format!("{rtype}/{id}")],
-            &patients,
-            None,
-        )?;
+        let audit = self.audit_write(&grant, "delete", &[format!("{rtype}/{id}")], &patients, None)?;
         self.store.write(&grant, vec![write, audit]).await
     }
 
@@ -453,26 +403,9 @@ impl Records {
         };
         for (k, v) in params {
             match k.as_str() {
-                "_since" => {
-                    query.since = Some(
-                        clock::parse_rfc3339(v)
-                            .or_else(|| crate::fhir::datetime::range(v).map(|r| r.0))
-                            .ok_or_else(|| bad_param(k, v))?,
-                    )
-                }
-                "_count" => {
-                    query.count = v
-                        .parse::<i64>()
-                        .map_err(|_| bad_param(k, v))?
-                        .clamp(0, self.limits.max_count)
-                }
-                "_offset" => {
-                    query.offset = v
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| *n >= 0)
-                        .ok_or_else(|| bad_param(k, v))?
-                }
+                "_since" => query.since = Some(since(k, v)?),
+                "_count" => query.count = self.count(k, v)?,
+                "_offset" => query.offset = offset(k, v)?,
                 _ => {}
             }
         }
@@ -480,10 +413,7 @@ impl Records {
         if let (Some(rtype), Some(id), true) = (rtype, id, total == 0) {
             return Err(not_found(rtype, id));
         }
-        let stored: Vec<Stored> = rows
-            .iter()
-            .filter_map(|r| Self::to_stored(r.clone()).ok())
-            .collect();
+        let stored: Vec<Stored> = rows.iter().filter_map(|r| Self::to_stored(r.clone()).ok()).collect();
         self.audit_read(
             &grant,
             if id.is_some() {
@@ -500,11 +430,7 @@ impl Records {
             (Some(t), None) => format!("{t}/_history"),
             _ => "_history".to_owned(),
         };
-        let used: Vec<(String, String)> = params
-            .iter()
-            .filter(|(k, _)| k != "_offset")
-            .cloned()
-            .collect();
+        let used: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_offset").cloned().collect();
         Ok(bundle::history(
             &self.base,
             &path,
@@ -516,12 +442,7 @@ impl Records {
         ))
     }
 
-    pub async fn search(
-        &self,
-        actor: &Actor,
-        rtype: &str,
-        params: &[(String, String)],
-    ) -> Result<String> {
+    pub async fn search(&self, actor: &Actor, rtype: &str, params: &[(String, String)]) -> Result<String> {
         let req = search::parse(rtype, params, &self.registry, self.limits, &self.base)?;
         let grant = access::authorize(actor, Action::Search, rtype)?;
         self.run_search(&grant, rtype, &req).await
@@ -529,10 +450,7 @@ impl Records {
 
     async fn run_search(&self, grant: &Grant, rtype: &str, req: &SearchRequest) -> Result<String> {
         let (rows, total) = self.store.search(grant, &req.query).await?;
-        let matches: Vec<Stored> = rows
-            .into_iter()
-            .map(Self::to_stored)
-            .collect::<Result<_>>()?;
+        let matches: Vec<Stored> = rows.into_iter().map(Self::to_stored).collect::<Result<_>>()?;
         let mut included = Vec::new();
         for inc in &req.includes {
             let mut refs = Vec::new();
@@ -541,8 +459,7 @@ impl Records {
                     continue;
                 };
                 for e in extract::index(&self.registry, rtype, &v, &self.base) {
-                    if let (true, crate::store::IndexValue::Reference { target }) =
-                        (e.param == inc.param, &e.value)
+                    if let (true, crate::store::IndexValue::Reference { target }) = (e.param == inc.param, &e.value)
                         && let Some((t, i)) = target
                             .split_once('/')
                             .filter(|(t, _)| inc.target.as_deref().is_none_or(|want| want == *t))
@@ -564,19 +481,10 @@ impl Records {
             );
         }
         for rev in &req.revincludes {
-            let targets: Vec<String> = matches
-                .iter()
-                .map(|m| format!("{}/{}", m.rtype, m.id))
-                .collect();
+            let targets: Vec<String> = matches.iter().map(|m| format!("{}/{}", m.rtype, m.id)).collect();
             let rows = self
                 .store
-                .referencing(
-                    grant,
-                    &rev.source,
-                    &rev.param,
-                    &targets,
-                    self.limits.max_count,
-                )
+                .referencing(grant, &rev.source, &rev.param, &targets, self.limits.max_count)
                 .await?;
             included.extend(rows.into_iter().filter_map(|r| Self::to_stored(r).ok()));
         }
@@ -587,18 +495,11 @@ impl Records {
         audited.extend(included.iter().cloned());
         self.audit_read(grant, "search-type", &audited, Some(&query_text))
             .await?;
-        Ok(bundle::searchset(
-            &self.base, rtype, req, &matches, &included, total,
-        ))
+        Ok(bundle::searchset(&self.base, rtype, req, &matches, &included, total))
     }
 
     /// `Patient/{id}/$everything`: the patient's whole compartment, paged.
-    pub async fn everything(
-        &self,
-        actor: &Actor,
-        patient: &str,
-        params: &[(String, String)],
-    ) -> Result<String> {
+    pub async fn everything(&self, actor: &Actor, patient: &str, params: &[(String, String)]) -> Result<String> {
         let grant = access::authorize(actor, Action::Read, "Patient")?;
         self.store
             .read(&grant, "Patient", patient)
@@ -612,59 +513,22 @@ impl Records {
         let (mut start, mut end) = (None, None);
         for (k, v) in params {
             match k.as_str() {
-                "_since" => {
-                    filter.since = Some(clock::parse_rfc3339(v).ok_or_else(|| bad_param(k, v))?)
-                }
+                "_since" => filter.since = Some(since(k, v)?),
                 "_type" => filter.types = v.split(',').map(str::to_owned).collect(),
-                "_count" => {
-                    filter.count = v
-                        .parse::<i64>()
-                        .map_err(|_| bad_param(k, v))?
-                        .clamp(1, self.limits.max_count)
-                }
-                "_offset" => {
-                    filter.offset = v
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| *n >= 0)
-                        .ok_or_else(|| bad_param(k, v))?
-                }
-                "start" => {
-                    start = Some(
-                        crate::fhir::datetime::range(v)
-                            .ok_or_else(|| bad_param(k, v))?
-                            .0,
-                    )
-                }
-                "end" => {
-                    end = Some(
-                        crate::fhir::datetime::range(v)
-                            .ok_or_else(|| bad_param(k, v))?
-                            .1,
-                    )
-                }
+                "_count" => filter.count = self.count(k, v)?.max(1),
+                "_offset" => filter.offset = offset(k, v)?,
+                "start" => start = Some(date_range(k, v)?.0),
+                "end" => end = Some(date_range(k, v)?.1),
                 _ => {}
             }
         }
-        let (rows, total) = self.store.compartment(&grant, patient, &filter).await?;
-        let mut stored: Vec<Stored> = rows
-            .into_iter()
-            .filter_map(|r| Self::to_stored(r).ok())
-            .collect();
         if start.is_some() || end.is_some() {
-            // start/end restrict by the clinical date; resources without one (Patient, ...) stay.
-            stored.retain(|r| {
-                self.clinical_range(r).is_none_or(|(lo, hi)| {
-                    start.is_none_or(|s| hi >= s) && end.is_none_or(|e| lo <= e)
-                })
-            });
+            filter.clinical = Some((start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX)));
         }
+        let (rows, total) = self.store.compartment(&grant, patient, &filter).await?;
+        let stored: Vec<Stored> = rows.into_iter().map(Self::to_stored).collect::<Result<_>>()?;
         self.audit_read(&grant, "operation", &stored, None).await?;
-        let used: Vec<(String, String)> = params
-            .iter()
-            .filter(|(k, _)| k != "_offset")
-            .cloned()
-            .collect();
+        let used: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_offset").cloned().collect();
         Ok(bundle::everything(
             &self.base,
             patient,
@@ -675,37 +539,33 @@ impl Records {
             filter.offset,
         ))
     }
-
-    /// The range of a resource's main clinical date parameter (`date` and its kin), if it has one.
-    fn clinical_range(&self, r: &Stored) -> Option<(i64, i64)> {
-        let v: Value = serde_json::from_str(&r.body).ok()?;
-        extract::index(&self.registry, &r.rtype, &v, &self.base)
-            .into_iter()
-            .find_map(|e| match (e.param.as_str(), e.value) {
-                (
-                    "date" | "authoredon" | "onset-date" | "recorded" | "sent" | "created"
-                    | "issued",
-                    crate::store::IndexValue::Date { low, high },
-                ) => Some((low, high)),
-                _ => None,
-            })
-    }
 }
 
 /// The grant the server uses for its own bookkeeping writes (audit records).
 fn system_grant(action: Action) -> Grant {
     // authorize never refuses the system actor.
-    access::authorize(&Actor::system("carespace"), action, "AuditEvent")
-        .unwrap_or_else(|_| unreachable!())
+    access::authorize(&Actor::system("carespace"), action, "AuditEvent").unwrap_or_else(|_| unreachable!())
 }
 
 pub fn not_found(rtype: &str, id: &str) -> Error {
     Error::NotFound(format!("{rtype}/{id} is not known"))
 }
 
+/// `_since`: an instant (or, leniently, a date) as epoch milliseconds.
+fn since(k: &str, v: &str) -> Result<i64> {
+    clock::parse_rfc3339(v)
+        .or_else(|| datetime::range(v).map(|r| r.0))
+        .ok_or_else(|| bad_param(k, v))
+}
+
+fn offset(k: &str, v: &str) -> Result<i64> {
+    v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| bad_param(k, v))
+}
+
+fn date_range(k: &str, v: &str) -> Result<(i64, i64)> {
+    datetime::range(v).ok_or_else(|| bad_param(k, v))
+}
+
 fn bad_param(k: &str, v: &str) -> Error {
-    Error::invalid(Issue::new(
-        "processing",
-        format!("parameter {k}: invalid value '{v}'"),
-    ))
+    Error::invalid(Issue::new("processing", format!("parameter {k}: invalid value '{v}'")))
 }

@@ -65,9 +65,7 @@ fn entries(bundle: &Value, raw: &RawObject) -> Result<Vec<Entry>> {
                 .find(|(k, _)| k == "resource")
                 .map(|(_, r)| r.get().to_owned());
             let if_match = field("ifMatch")
-                .map(|m| {
-                    parse_etag(&m).ok_or_else(|| bad(index, "ifMatch must be an ETag like W/\"3\""))
-                })
+                .map(|m| parse_etag(&m).ok_or_else(|| bad(index, "ifMatch must be an ETag like W/\"3\"")))
                 .transpose()?;
             Ok(Entry {
                 index,
@@ -84,11 +82,7 @@ fn entries(bundle: &Value, raw: &RawObject) -> Result<Vec<Entry>> {
 
 /// `W/"3"` or `"3"` or `3` → 3.
 pub fn parse_etag(tag: &str) -> Option<i64> {
-    tag.trim()
-        .trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
-        .ok()
+    tag.trim().trim_start_matches("W/").trim_matches('"').parse().ok()
 }
 
 fn bad(index: usize, why: &str) -> Error {
@@ -150,12 +144,7 @@ impl Records {
         }
     }
 
-    async fn run_transaction(
-        &self,
-        actor: &Actor,
-        entries: &mut [Entry],
-        ids: Ids,
-    ) -> Result<String> {
+    async fn run_transaction(&self, actor: &Actor, entries: &mut [Entry], ids: Ids) -> Result<String> {
         // Ids first, so every urn:uuid reference can be rewritten before anything is validated.
         let mut renames: Vec<(String, String)> = Vec::new();
         let mut assigned: Vec<Option<String>> = Vec::new();
@@ -244,8 +233,7 @@ impl Records {
                     let id = assigned[i]
                         .clone()
                         .ok_or_else(|| bad(e.index, "PUT needs Type/id in request.url"))?;
-                    let (mut value, raw) =
-                        fjson::parse(text).map_err(|err| at_entry(e.index, err))?;
+                    let (mut value, raw) = fjson::parse(text).map_err(|err| at_entry(e.index, err))?;
                     if let Some(obj) = value.as_object_mut() {
                         obj.insert("id".into(), Value::String(id.clone()));
                     }
@@ -256,8 +244,7 @@ impl Records {
                     prepared.push((i, p));
                 }
                 "DELETE" => {
-                    let id = url_id
-                        .ok_or_else(|| bad(e.index, "DELETE needs Type/id in request.url"))?;
+                    let id = url_id.ok_or_else(|| bad(e.index, "DELETE needs Type/id in request.url"))?;
                     deletes.push((i, rtype, id));
                 }
                 "GET" => reads.push(i),
@@ -310,27 +297,19 @@ impl Records {
             let (rtype, id) = target(&e.url);
             let result: Result<BundleEntry> = match (e.method.as_str(), id, &e.text) {
                 ("GET", _, _) => Ok(self.get_entry(actor, &e.url).await),
-                ("POST", None, Some(text)) => self
-                    .create(actor, &rtype, text)
-                    .await
-                    .map(|w| written_entry(&w)),
+                ("POST", None, Some(text)) => self.create(actor, &rtype, text).await.map(|w| written_entry(&w)),
                 ("PUT", Some(id), Some(text)) => self
                     .update(actor, &rtype, &id, text, e.if_match)
                     .await
                     .map(|w| written_entry(&w)),
-                ("DELETE", Some(id), _) => {
-                    self.delete(actor, &rtype, &id).await.map(|()| BundleEntry {
-                        full_url: None,
-                        resource: None,
-                        search: None,
-                        request: None,
-                        response: Some(json!({ "status": "204 No Content" })),
-                    })
-                }
-                _ => Err(bad(
-                    e.index,
-                    &format!("cannot run {} {} in a batch", e.method, e.url),
-                )),
+                ("DELETE", Some(id), _) => self.delete(actor, &rtype, &id).await.map(|()| BundleEntry {
+                    full_url: None,
+                    resource: None,
+                    search: None,
+                    request: None,
+                    response: Some(json!({ "status": "204 No Content" })),
+                }),
+                _ => Err(bad(e.index, &format!("cannot run {} {} in a batch", e.method, e.url))),
             };
             out.push(result.unwrap_or_else(|err| error_entry(&err)));
         }
@@ -340,24 +319,13 @@ impl Records {
     /// A GET inside a batch or transaction: read, vread or search.
     async fn get_entry(&self, actor: &Actor, url: &str) -> BundleEntry {
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
-        let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
+        let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let result = match parts.as_slice() {
-            [t] => self
-                .search(actor, t, &params)
-                .await
-                .map(|b| raw_entry(b, "200 OK")),
-            [t, id] => self
-                .read(actor, t, id)
-                .await
-                .map(|r| response_entry(&r, "200 OK")),
+            [t] => self.search(actor, t, &params).await.map(|b| raw_entry(b, "200 OK")),
+            [t, id] => self.read(actor, t, id).await.map(|r| response_entry(&r, "200 OK")),
             [t, id, "_history", v] => match v.parse() {
-                Ok(v) => self
-                    .vread(actor, t, id, v)
-                    .await
-                    .map(|r| response_entry(&r, "200 OK")),
+                Ok(v) => self.vread(actor, t, id, v).await.map(|r| response_entry(&r, "200 OK")),
                 Err(_) => Err(Error::NotFound(url.to_owned())),
             },
             _ => Err(Error::NotSupported(format!("GET {url} inside a Bundle"))),
@@ -377,10 +345,7 @@ fn raw_entry(body: String, status: &str) -> BundleEntry {
 }
 
 fn written_entry(w: &Written) -> BundleEntry {
-    response_entry(
-        &w.resource,
-        if w.created { "201 Created" } else { "200 OK" },
-    )
+    response_entry(&w.resource, if w.created { "201 Created" } else { "200 OK" })
 }
 
 fn response_entry(r: &Stored, status: &str) -> BundleEntry {
@@ -405,8 +370,6 @@ fn error_entry(err: &Error) -> BundleEntry {
         resource: Some(fjson::raw(outcome.to_string())),
         search: None,
         request: None,
-        response: Some(
-            json!({ "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")) }),
-        ),
+        response: Some(json!({ "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")) })),
     }
 }

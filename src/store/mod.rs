@@ -19,10 +19,7 @@ pub use sql::connect;
 #[derive(Debug, Clone, PartialEq)]
 pub enum IndexValue {
     /// token and uri: `system` is `None` when the element carries none (uri always).
-    Token {
-        system: Option<String>,
-        code: String,
-    },
+    Token { system: Option<String>, code: String },
     /// string: `norm` is lower-cased and accent-free for the default and `:contains` matches.
     Text { norm: String, exact: String },
     /// date: the instant range the value covers, in epoch milliseconds, both ends inclusive.
@@ -200,13 +197,7 @@ pub trait Store: Send + Sync {
     /// Several current versions by `Type/id` reference (for `_include`); missing ones are left out.
     async fn read_many(&self, grant: &Grant, refs: &[(String, String)]) -> Result<Vec<Row>>;
 
-    async fn vread(
-        &self,
-        grant: &Grant,
-        rtype: &str,
-        id: &str,
-        version: i64,
-    ) -> Result<Option<Row>>;
+    async fn vread(&self, grant: &Grant, rtype: &str, id: &str, version: i64) -> Result<Option<Row>>;
 
     /// Versions newest first, with the total count.
     async fn history(&self, grant: &Grant, query: &HistoryQuery) -> Result<(Vec<Row>, i64)>;
@@ -225,12 +216,7 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Row>>;
 
     /// Every current resource in a patient's compartment, filtered by type and last update, paged.
-    async fn compartment(
-        &self,
-        grant: &Grant,
-        patient: &str,
-        filter: &CompartmentFilter,
-    ) -> Result<(Vec<Row>, i64)>;
+    async fn compartment(&self, grant: &Grant, patient: &str, filter: &CompartmentFilter) -> Result<(Vec<Row>, i64)>;
 }
 
 #[derive(Debug, Clone, Default)]
@@ -238,9 +224,25 @@ pub struct CompartmentFilter {
     pub types: Vec<String>,
     /// Types left out when `types` is empty (the audit trail is not part of the record).
     pub exclude: Vec<String>,
+    /// `$everything` start/end: keep resources whose clinical date overlaps this range (epoch ms), and those
+    /// without a clinical date.
+    pub clinical: Option<(i64, i64)>,
     pub since: Option<i64>,
     pub count: i64,
     pub offset: i64,
 }
+
+/// The parameters that carry a resource's clinical date, for `$everything` start/end.
+pub const CLINICAL_DATE_PARAMS: &[&str] = &[
+    "date",
+    "authoredon",
+    "onset-date",
+    "recorded-date",
+    "recorded",
+    "sent",
+    "created",
+    "issued",
+    "authored",
+];
 
 pub type SharedStore = Arc<dyn Store>;

@@ -11,7 +11,7 @@ use sqlx::query::Query as SqlQuery;
 use sqlx::{Any, AnyPool, Executor, Row as _};
 
 use super::{
-    Clause, CompartmentFilter, Condition, Head, HistoryQuery, IndexEntry, IndexValue, Prefix,
+    CLINICAL_DATE_PARAMS, Clause, CompartmentFilter, Condition, Head, HistoryQuery, IndexEntry, IndexValue, Prefix,
     Query, Row, SharedStore, SortKey, Store, VersionWrite,
 };
 use crate::access::Grant;
@@ -21,10 +21,7 @@ use crate::error::{Error, Result};
 pub async fn connect(url: &str) -> Result<SharedStore> {
     sqlx::any::install_default_drivers();
     let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let pool = AnyPoolOptions::new()
-            .max_connections(16)
-            .connect(url)
-            .await?;
+        let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
         sqlx::migrate!("src/store/postgres/migrations")
             .run(&pool)
             .await
@@ -34,17 +31,10 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
             read: pool.clone(),
             write: pool,
         }
-    } else if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
+    } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         let path = path.split('?').next().unwrap_or(path);
-        if let Some(dir) = Path::new(path)
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
+        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
         }
         let url = format!("sqlite://{path}?mode=rwc");
         // WAL lets readers run beside the one writer; synchronous=NORMAL in WAL keeps every commit across a
@@ -56,9 +46,7 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
             .after_connect(sqlite_setup)
             .connect(&url)
             .await?;
-        sqlx::query("PRAGMA journal_mode = WAL")
-            .execute(&write)
-            .await?;
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&write).await?;
         sqlx::migrate!("src/store/sqlite/migrations")
             .run(&write)
             .await
@@ -200,9 +188,7 @@ fn grant_filter(sql: &mut Sql, grant: &Grant, alias: &str) {
 fn table_of(cond: &Condition) -> Option<&'static str> {
     match cond {
         Condition::Token { .. } => Some("search_token"),
-        Condition::TextStarts(_) | Condition::TextContains(_) | Condition::TextExact(_) => {
-            Some("search_string")
-        }
+        Condition::TextStarts(_) | Condition::TextContains(_) | Condition::TextExact(_) => Some("search_string"),
         Condition::Date { .. } => Some("search_date"),
         Condition::Reference(_) => Some("search_reference"),
         Condition::Quantity { .. } => Some("search_quantity"),
@@ -276,9 +262,7 @@ fn condition(sql: &mut Sql, cond: &Condition) {
         Condition::TextExact(exact) => {
             sql.push("x.exact = ").text(exact);
         }
-        Condition::Date { prefix, low, high } => {
-            range_cmp(sql, "x.low", "x.high", *prefix, *low, *high)
-        }
+        Condition::Date { prefix, low, high } => range_cmp(sql, "x.low", "x.high", *prefix, *low, *high),
         Condition::Reference(target) => {
             sql.push("x.target = ").text(target);
         }
@@ -292,11 +276,7 @@ fn condition(sql: &mut Sql, cond: &Condition) {
         } => {
             sql.push("(");
             match prefix {
-                Prefix::Eq => sql
-                    .push("x.value >= ")
-                    .float(*low)
-                    .push(" AND x.value < ")
-                    .float(*high),
+                Prefix::Eq => sql.push("x.value >= ").float(*low).push(" AND x.value < ").float(*high),
                 Prefix::Ne => sql
                     .push("NOT (x.value >= ")
                     .float(*low)
@@ -326,14 +306,9 @@ fn condition(sql: &mut Sql, cond: &Condition) {
         Condition::Id(id) => {
             sql.push("r.id = ").text(id);
         }
-        Condition::LastUpdated { prefix, low, high } => range_cmp(
-            sql,
-            "r.last_updated",
-            "r.last_updated",
-            *prefix,
-            *low,
-            *high,
-        ),
+        Condition::LastUpdated { prefix, low, high } => {
+            range_cmp(sql, "r.last_updated", "r.last_updated", *prefix, *low, *high)
+        }
         Condition::Missing(_) => {
             sql.push("1 = 1");
         }
@@ -365,11 +340,7 @@ fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
         }
         match table_of(first) {
             None => {
-                sql.push(if clause.negate {
-                    " AND NOT ("
-                } else {
-                    " AND ("
-                });
+                sql.push(if clause.negate { " AND NOT (" } else { " AND (" });
                 alternatives(sql, &clause.any_of);
                 sql.push(")");
             }
@@ -423,9 +394,7 @@ fn order_by(sql: &mut Sql, query: &Query) {
             }
             SortKey::Date(p) | SortKey::Text(p) | SortKey::Token(p) | SortKey::Number(p) => {
                 let (table, column) = match &sort.key {
-                    SortKey::Date(_) => {
-                        ("search_date", if sort.descending { "high" } else { "low" })
-                    }
+                    SortKey::Date(_) => ("search_date", if sort.descending { "high" } else { "low" }),
                     SortKey::Text(_) => ("search_string", "norm"),
                     SortKey::Token(_) => ("search_token", "code"),
                     _ => ("search_quantity", "value"),
@@ -451,11 +420,7 @@ async fn fetch_count(pool: &AnyPool, sql: &Sql) -> Result<i64> {
 }
 
 impl SqlStore {
-    async fn timed<T>(
-        &self,
-        op: &'static str,
-        fut: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
+    async fn timed<T>(&self, op: &'static str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         let start = Instant::now();
         let out = fut.await;
         crate::ops::metrics().observe_store(self.engine, op, start.elapsed());
@@ -467,12 +432,11 @@ impl SqlStore {
         let mut index_rows: Vec<(i64, &str, &str, &IndexEntry)> = Vec::new();
         let mut compartment_rows: Vec<(&str, &str, i64)> = Vec::new();
         for w in &writes {
-            let existing =
-                sqlx::query("SELECT rid, version FROM resources WHERE rtype = $1 AND id = $2")
-                    .bind(w.rtype.as_str())
-                    .bind(w.id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let existing = sqlx::query("SELECT rid, version FROM resources WHERE rtype = $1 AND id = $2")
+                .bind(w.rtype.as_str())
+                .bind(w.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
             let deleted = i64::from(w.body.is_none());
             let rid: i64 = match (existing, w.prev_version) {
                 (None, None) => sqlx::query(
@@ -522,11 +486,17 @@ impl SqlStore {
                         return Err(conflict(w));
                     }
                     for table in INDEX_TABLES {
-                        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE rid = $1"))).bind(rid).execute(&mut *tx).await?;
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE rid = $1")))
+                            .bind(rid)
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     // A deletion keeps the compartments so the history stays reachable to the same patients.
                     if w.body.is_some() {
-                        sqlx::query("DELETE FROM compartments WHERE rid = $1").bind(rid).execute(&mut *tx).await?;
+                        sqlx::query("DELETE FROM compartments WHERE rid = $1")
+                            .bind(rid)
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     rid
                 }
@@ -579,17 +549,11 @@ const INDEX_TABLES: [&str; 5] = [
 ];
 
 fn conflict(w: &VersionWrite) -> Error {
-    Error::Conflict(format!(
-        "{}/{} was changed by another request",
-        w.rtype, w.id
-    ))
+    Error::Conflict(format!("{}/{} was changed by another request", w.rtype, w.id))
 }
 
 /// Multi-row inserts per index table, in chunks that stay below both engines' placeholder limits.
-async fn insert_index(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    rows: &[(i64, &str, &str, &IndexEntry)],
-) -> Result<()> {
+async fn insert_index(tx: &mut sqlx::Transaction<'_, Any>, rows: &[(i64, &str, &str, &IndexEntry)]) -> Result<()> {
     const COLUMNS: [(&str, &str); 5] = [
         ("search_token", "system, code"),
         ("search_string", "norm, exact"),
@@ -598,10 +562,7 @@ async fn insert_index(
         ("search_quantity", "value, system, code"),
     ];
     for (table_no, (table, columns)) in COLUMNS.iter().enumerate() {
-        let of_table: Vec<_> = rows
-            .iter()
-            .filter(|r| kind_no(&r.3.value) == table_no)
-            .collect();
+        let of_table: Vec<_> = rows.iter().filter(|r| kind_no(&r.3.value) == table_no).collect();
         for chunk in of_table.chunks(200) {
             let mut sql = Sql::default();
             sql.push(&format!(
@@ -618,10 +579,7 @@ async fn insert_index(
                     .text(&entry.param);
                 match &entry.value {
                     IndexValue::Token { system, code } => {
-                        sql.push(", ")
-                            .bind(Bind::OptText(system.clone()))
-                            .push(", ")
-                            .text(code);
+                        sql.push(", ").bind(Bind::OptText(system.clone())).push(", ").text(code);
                     }
                     IndexValue::Text { norm, exact } => {
                         sql.push(", ").text(norm).push(", ").text(exact);
@@ -632,11 +590,7 @@ async fn insert_index(
                     IndexValue::Reference { target } => {
                         sql.push(", ").text(target);
                     }
-                    IndexValue::Quantity {
-                        value,
-                        system,
-                        code,
-                    } => {
+                    IndexValue::Quantity { value, system, code } => {
                         sql.push(", ")
                             .float(*value)
                             .push(", ")
@@ -675,12 +629,11 @@ impl Store for SqlStore {
 
     async fn head(&self, _grant: &Grant, rtype: &str, id: &str) -> Result<Option<Head>> {
         self.timed("head", async {
-            let row =
-                sqlx::query("SELECT version, deleted FROM resources WHERE rtype = $1 AND id = $2")
-                    .bind(rtype)
-                    .bind(id)
-                    .fetch_optional(&self.read)
-                    .await?;
+            let row = sqlx::query("SELECT version, deleted FROM resources WHERE rtype = $1 AND id = $2")
+                .bind(rtype)
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
             row.map(|r| {
                 Ok(Head {
                     version: r.try_get(0)?,
@@ -699,10 +652,8 @@ impl Store for SqlStore {
     async fn read(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Row>> {
         self.timed("read", async {
             let mut sql = Sql::default();
-            sql.push(&format!(
-                "SELECT {ROW_COLUMNS} FROM resources r WHERE r.rtype = "
-            ))
-            .text(rtype);
+            sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.rtype = "))
+                .text(rtype);
             sql.push(" AND r.id = ").text(id);
             grant_filter(&mut sql, grant, "r");
             sql.query()
@@ -723,41 +674,35 @@ impl Store for SqlStore {
                 "SELECT {ROW_COLUMNS} FROM resources r WHERE r.deleted = 0 AND ("
             ));
             for (i, (rtype, id)) in chunk.iter().enumerate() {
-                sql.push(if i > 0 {
-                    " OR (r.rtype = "
-                } else {
-                    "(r.rtype = "
-                })
-                .text(rtype);
+                sql.push(if i > 0 { " OR (r.rtype = " } else { "(r.rtype = " })
+                    .text(rtype);
                 sql.push(" AND r.id = ").text(id).push(")");
             }
             sql.push(")");
             grant_filter(&mut sql, grant, "r");
-            out.extend(
-                self.timed("read_many", fetch_rows(&self.read, &sql))
-                    .await?,
-            );
+            out.extend(self.timed("read_many", fetch_rows(&self.read, &sql)).await?);
         }
         Ok(out)
     }
 
-    async fn vread(
-        &self,
-        grant: &Grant,
-        rtype: &str,
-        id: &str,
-        version: i64,
-    ) -> Result<Option<Row>> {
+    async fn vread(&self, grant: &Grant, rtype: &str, id: &str, version: i64) -> Result<Option<Row>> {
         self.timed("vread", async {
             let mut sql = Sql::default();
-            sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.rtype = ")).text(rtype);
+            sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.rtype = "))
+                .text(rtype);
             sql.push(" AND r.id = ").text(id).push(" AND r.version = ").int(version);
             grant_filter(&mut sql, grant, "r");
             sql.push(" UNION ALL SELECT r.rtype, r.id, h.version, h.last_updated, h.body FROM resource_history h ");
-            sql.push("JOIN resources r ON r.rid = h.rid WHERE r.rtype = ").text(rtype);
+            sql.push("JOIN resources r ON r.rid = h.rid WHERE r.rtype = ")
+                .text(rtype);
             sql.push(" AND r.id = ").text(id).push(" AND h.version = ").int(version);
             grant_filter(&mut sql, grant, "r");
-            sql.query().fetch_optional(&self.read).await?.as_ref().map(to_row).transpose()
+            sql.query()
+                .fetch_optional(&self.read)
+                .await?
+                .as_ref()
+                .map(to_row)
+                .transpose()
         })
         .await
     }
@@ -814,10 +759,7 @@ impl Store for SqlStore {
         page.push(&format!("SELECT {ROW_COLUMNS}"));
         filter(&mut page);
         order_by(&mut page, query);
-        page.push(" LIMIT ")
-            .int(query.count)
-            .push(" OFFSET ")
-            .int(query.offset);
+        page.push(" LIMIT ").int(query.count).push(" OFFSET ").int(query.offset);
         self.timed("search", async {
             let rows = if query.count > 0 {
                 fetch_rows(&self.read, &page).await?
@@ -849,9 +791,7 @@ impl Store for SqlStore {
             return Ok(Vec::new());
         }
         let mut sql = Sql::default();
-        sql.push(&format!(
-            "SELECT {ROW_COLUMNS} FROM resources r WHERE r.deleted = 0"
-        ));
+        sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.deleted = 0"));
         sql.push(" AND r.rid IN (SELECT x.rid FROM search_reference x WHERE x.rtype = ")
             .text(rtype);
         sql.push(" AND x.param = ")
@@ -861,16 +801,10 @@ impl Store for SqlStore {
             .push(")");
         grant_filter(&mut sql, grant, "r");
         sql.push(" ORDER BY r.rid LIMIT ").int(limit);
-        self.timed("referencing", fetch_rows(&self.read, &sql))
-            .await
+        self.timed("referencing", fetch_rows(&self.read, &sql)).await
     }
 
-    async fn compartment(
-        &self,
-        grant: &Grant,
-        patient: &str,
-        filter: &CompartmentFilter,
-    ) -> Result<(Vec<Row>, i64)> {
+    async fn compartment(&self, grant: &Grant, patient: &str, filter: &CompartmentFilter) -> Result<(Vec<Row>, i64)> {
         let body = |sql: &mut Sql| {
             sql.push(" FROM compartments c JOIN resources r ON r.rid = c.rid WHERE c.patient = ")
                 .text(patient);
@@ -882,6 +816,18 @@ impl Store for SqlStore {
             }
             if let Some(since) = filter.since {
                 sql.push(" AND r.last_updated >= ").int(since);
+            }
+            if let Some((low, high)) = filter.clinical {
+                let params: Vec<String> = CLINICAL_DATE_PARAMS.iter().map(|p| (*p).to_owned()).collect();
+                sql.push(" AND (NOT EXISTS (SELECT 1 FROM search_date d WHERE d.rid = r.rid AND d.param IN ");
+                sql.list(&params)
+                    .push(") OR EXISTS (SELECT 1 FROM search_date d WHERE d.rid = r.rid AND d.param IN ");
+                sql.list(&params)
+                    .push(" AND d.high >= ")
+                    .int(low)
+                    .push(" AND d.low <= ")
+                    .int(high)
+                    .push("))");
             }
             grant_filter(sql, grant, "r");
         };

@@ -17,18 +17,14 @@ pub fn engines() -> Vec<&'static str> {
         vec!["sqlite", "postgres"]
     } else {
         static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            eprintln!("PostgreSQL tests skipped: CARESPACE_TEST_POSTGRES_URL is not set")
-        });
+        ONCE.call_once(|| eprintln!("PostgreSQL tests skipped: CARESPACE_TEST_POSTGRES_URL is not set"));
         vec!["sqlite"]
     }
 }
 
 pub async fn spawn_app(engine: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
@@ -38,9 +34,7 @@ pub async fn spawn_app(engine: &str) -> TestApp {
     if engine == "postgres" {
         let admin = std::env::var("CARESPACE_TEST_POSTGRES_URL").expect("postgres url");
         let name = format!("carespace_test_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::PgPool::connect(&admin)
-            .await
-            .expect("connect to PostgreSQL");
+        let pool = sqlx::PgPool::connect(&admin).await.expect("connect to PostgreSQL");
         pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .await
             .expect("create database");
@@ -104,10 +98,7 @@ impl TestApp {
 
     /// Creates and returns the new id.
     pub async fn create(&self, body: Value) -> String {
-        let rtype = body["resourceType"]
-            .as_str()
-            .expect("resourceType")
-            .to_owned();
+        let rtype = body["resourceType"].as_str().expect("resourceType").to_owned();
         let (status, _, created) = self.post(&rtype, &body).await;
         assert_eq!(status, 201, "{created}");
         created["id"].as_str().expect("id").to_owned()
@@ -132,9 +123,7 @@ pub fn interop_dir() -> Option<std::path::PathBuf> {
     match std::env::var("CARESPACE_INTEROP_DIR") {
         Ok(dir) if std::path::Path::new(&dir).is_dir() => Some(dir.into()),
         _ => {
-            eprintln!(
-                "interop tests skipped: CARESPACE_INTEROP_DIR does not name the shared interop folder"
-            );
+            eprintln!("interop tests skipped: CARESPACE_INTEROP_DIR does not name the shared interop folder");
             None
         }
     }

@@ -9,8 +9,7 @@ use crate::helpers::{interop_dir, spawn_app};
 async fn validator_cases_are_judged_like_the_reference_validator() {
     let Some(dir) = interop_dir() else { return };
     let dir = dir.join("validator-cases");
-    let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
     let app = spawn_app("sqlite").await;
     let mut wrong = Vec::new();
     let list = cases
@@ -27,8 +26,7 @@ async fn validator_cases_are_judged_like_the_reference_validator() {
             .to_owned();
         let expected: PathBuf = dir.join(case["expected"].as_str().unwrap_or_default());
         let expected: Value =
-            serde_json::from_str(&std::fs::read_to_string(&expected).unwrap_or_default())
-                .unwrap_or(Value::Null);
+            serde_json::from_str(&std::fs::read_to_string(&expected).unwrap_or_default()).unwrap_or(Value::Null);
         let errors = expected["issue"]
             .as_array()
             .into_iter()

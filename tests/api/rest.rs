@@ -14,12 +14,7 @@ async fn crud_versions_history_and_errors() {
             .await;
         assert_eq!(status, 201);
         assert_eq!(headers["etag"], "W/\"1\"");
-        assert!(
-            headers["location"]
-                .to_str()
-                .unwrap()
-                .contains("/_history/1")
-        );
+        assert!(headers["location"].to_str().unwrap().contains("/_history/1"));
         let id = created["id"].as_str().unwrap().to_owned();
 
         let (status, _, updated) = app
@@ -28,15 +23,9 @@ async fn crud_versions_history_and_errors() {
                 &json!({"resourceType": "Patient", "id": id, "name": [{"family": "Li"}]}),
             )
             .await;
-        assert_eq!(
-            (status, updated["meta"]["versionId"].as_str()),
-            (200, Some("2"))
-        );
+        assert_eq!((status, updated["meta"]["versionId"].as_str()), (200, Some("2")));
         let (status, v1) = app.get(&format!("Patient/{id}/_history/1")).await;
-        assert_eq!(
-            (status, v1["name"][0]["family"].as_str()),
-            (200, Some("Lee"))
-        );
+        assert_eq!((status, v1["name"][0]["family"].as_str()), (200, Some("Lee")));
 
         // If-Match with a stale version is refused.
         let stale = app
@@ -86,16 +75,10 @@ async fn crud_versions_history_and_errors() {
         assert!(text.contains("13.50"), "{text}");
 
         let (status, _, outcome) = app
-            .post(
-                "Patient",
-                &json!({"resourceType": "Patient", "unknownElement": 1}),
-            )
+            .post("Patient", &json!({"resourceType": "Patient", "unknownElement": 1}))
             .await;
         assert_eq!(status, 400);
-        assert_eq!(
-            outcome["issue"][0]["expression"][0],
-            "Patient.unknownElement"
-        );
+        assert_eq!(outcome["issue"][0]["expression"][0], "Patient.unknownElement");
         let r = app
             .client
             .post(format!("{}/Patient", app.base))
@@ -128,10 +111,7 @@ async fn transaction_rewrites_references_and_is_all_or_nothing() {
         let (status, _, response) = app.post("", &tx).await;
         assert_eq!(status, 200, "{response}");
         assert_eq!(response["type"], "transaction-response");
-        let patient_id = response["entry"][0]["resource"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let patient_id = response["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
         assert_eq!(
             response["entry"][1]["resource"]["subject"]["reference"],
             format!("Patient/{patient_id}")

@@ -7,7 +7,11 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
     for engine in engines() {
         let app = spawn_app(engine).await;
         let a = app.create(json!({"resourceType": "Patient", "name": [{"family": "Ångström", "given": ["Eva"]}], "gender": "female", "birthDate": "1970-05-01"})).await;
-        let b = app.create(json!({"resourceType": "Patient", "name": [{"family": "Berg"}], "gender": "male", "birthDate": "1980"})).await;
+        let b = app
+            .create(
+                json!({"resourceType": "Patient", "name": [{"family": "Berg"}], "gender": "male", "birthDate": "1980"}),
+            )
+            .await;
         let lab = |patient: &str, code: &str, date: &str, value: f64| {
             json!({"resourceType": "Observation", "status": "final",
                 "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
@@ -15,32 +19,20 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
                 "subject": {"reference": format!("Patient/{patient}")}, "effectiveDateTime": date,
                 "valueQuantity": {"value": value, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}})
         };
-        let a1 = app
-            .create(lab(&a, "718-7", "2024-01-10T09:00:00Z", 12.0))
-            .await;
-        let a2 = app
-            .create(lab(&a, "718-7", "2025-03-01T09:00:00Z", 14.5))
-            .await;
-        let b1 = app
-            .create(lab(&b, "718-7", "2024-06-01T09:00:00Z", 13.0))
-            .await;
+        let a1 = app.create(lab(&a, "718-7", "2024-01-10T09:00:00Z", 12.0)).await;
+        let a2 = app.create(lab(&a, "718-7", "2025-03-01T09:00:00Z", 14.5)).await;
+        let b1 = app.create(lab(&b, "718-7", "2024-06-01T09:00:00Z", 13.0)).await;
 
         let (_, r) = app
-            .get(&format!(
-                "Observation?patient={a}&category=laboratory&_sort=-date"
-            ))
+            .get(&format!("Observation?patient={a}&category=laboratory&_sort=-date"))
             .await;
         assert_eq!(ids(&r), vec![a2.clone(), a1.clone()]);
         assert_eq!(r["total"], 2);
         let (_, r) = app
-            .get(&format!(
-                "Observation?patient=Patient/{b}&code=http://loinc.org|718-7"
-            ))
+            .get(&format!("Observation?patient=Patient/{b}&code=http://loinc.org|718-7"))
             .await;
         assert_eq!(ids(&r), vec![b1.clone()]);
-        let (_, r) = app
-            .get("Observation?code=718-7&date=ge2024-06&_sort=date")
-            .await;
+        let (_, r) = app.get("Observation?code=718-7&date=ge2024-06&_sort=date").await;
         assert_eq!(ids(&r), vec![b1.clone(), a2.clone()]);
         let (_, r) = app.get("Observation?date=2024&_sort=date").await;
         assert_eq!(ids(&r), vec![a1.clone(), b1.clone()]);
@@ -52,9 +44,7 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
         assert_eq!(ids(&r), vec![b.clone()]);
         let (_, r) = app.get("Patient?birthdate=lt1975&gender=female,male").await;
         assert_eq!(ids(&r), vec![a.clone()]);
-        let (_, r) = app
-            .get(&format!("Observation?patient={a}&_count=1&_sort=date"))
-            .await;
+        let (_, r) = app.get(&format!("Observation?patient={a}&_count=1&_sort=date")).await;
         assert_eq!(ids(&r), vec![a1.clone()]);
         let next = r["link"]
             .as_array()
@@ -65,24 +55,12 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
             .as_str()
             .unwrap()
             .to_owned();
-        let page2: serde_json::Value = app
-            .client
-            .get(next)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page2: serde_json::Value = app.client.get(next).send().await.unwrap().json().await.unwrap();
         assert_eq!(ids(&page2), vec![a2.clone()]);
-        let (_, r) = app
-            .get(&format!("Observation?patient={a}&_summary=count"))
-            .await;
+        let (_, r) = app.get(&format!("Observation?patient={a}&_summary=count")).await;
         assert_eq!((r["total"].as_i64(), ids(&r).len()), (Some(2), 0));
         let (_, r) = app
-            .get(&format!(
-                "Observation?_id={a1}&_include=Observation:patient"
-            ))
+            .get(&format!("Observation?_id={a1}&_include=Observation:patient"))
             .await;
         assert_eq!(r["entry"].as_array().unwrap().len(), 2);
 

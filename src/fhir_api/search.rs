@@ -1,0 +1,42 @@
+//! search-type over GET and POST `_search`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+
+use super::fhir_json;
+use super::request::{Result, actor, check_type, query_pairs};
+use crate::AppState;
+use crate::error::Error;
+
+pub async fn search_get(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    check_type(&rtype)?;
+    let bundle = state.records.search(&actor(), &rtype, &query_pairs(q)).await?;
+    Ok(fhir_json(StatusCode::OK, bundle))
+}
+
+pub async fn search_post(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    check_type(&rtype)?;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !media.starts_with("application/x-www-form-urlencoded") {
+        return Err(Error::UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded".into()).into());
+    }
+    let mut params = query_pairs(q);
+    params.extend(form_urlencoded::parse(&body).into_owned());
+    let bundle = state.records.search(&actor(), &rtype, &params).await?;
+    Ok(fhir_json(StatusCode::OK, bundle))
+}
