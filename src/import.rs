@@ -1,6 +1,7 @@
 //! `carespace import`: loads Bundles (transaction, batch, collection, searchset) and NDJSON files through the
-//! same records rules as the API. Each file stands alone: a broken one is reported and the rest still load.
-//! Re-importing is idempotent: resources keep their ids (from the resource or its `urn:uuid:` fullUrl).
+//! same records rules as the API. A Bundle loads whole when it can; otherwise entry by entry, and each entry
+//! that fails is reported with its path while the rest still load. Re-importing is idempotent: resources keep
+//! their ids (from the resource or its `urn:uuid:` fullUrl), so a second import updates instead of duplicating.
 
 use std::path::{Path, PathBuf};
 
@@ -10,12 +11,13 @@ use serde_json::{Value, json};
 use crate::access::Actor;
 use crate::error::{Error, Result};
 use crate::records::Records;
-use crate::records::transaction::Ids;
+use crate::records::transaction::Loaded;
 
 #[derive(Debug, Default)]
 pub struct Summary {
     pub files: usize,
     pub resources: usize,
+    /// What failed: a whole file, or one entry or line of it.
     pub failed: Vec<(PathBuf, String)>,
 }
 
@@ -53,9 +55,12 @@ pub async fn import(records: &Records, files: &[PathBuf], progress: bool) -> Sum
                 .unwrap_or_default(),
         );
         match import_file(records, &actor, file).await {
-            Ok(n) => {
+            Ok(loaded) => {
                 summary.files += 1;
-                summary.resources += n;
+                summary.resources += loaded.resources;
+                for (entry, err) in loaded.failed {
+                    summary.failed.push((file.clone(), format!("entry {entry}: {err}")));
+                }
             }
             Err(e) => summary.failed.push((file.clone(), e.to_string())),
         }
@@ -65,30 +70,26 @@ pub async fn import(records: &Records, files: &[PathBuf], progress: bool) -> Sum
     summary
 }
 
-async fn import_file(records: &Records, actor: &Actor, file: &Path) -> Result<usize> {
+async fn import_file(records: &Records, actor: &Actor, file: &Path) -> Result<Loaded> {
     let text = std::fs::read_to_string(file).map_err(|e| Error::NotFound(format!("{}: {e}", file.display())))?;
     if file.extension().is_some_and(|e| e == "ndjson") {
-        let mut n = 0;
+        let mut loaded = Loaded::default();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            import_one(records, actor, line)
-                .await
-                .map_err(|e| Error::Store(format!("line {}: {e}", i + 1)))?;
-            n += 1;
+            match import_one(records, actor, line).await {
+                Ok(()) => loaded.resources += 1,
+                Err(e) => loaded.failed.push((i + 1, e)),
+            }
         }
-        return Ok(n);
+        return Ok(loaded);
     }
     let value: Value = serde_json::from_str(&text).map_err(|e| Error::Store(format!("malformed JSON: {e}")))?;
     match (
         value.get("resourceType").and_then(Value::as_str),
         value.get("type").and_then(Value::as_str),
     ) {
-        (Some("Bundle"), Some("transaction")) => {
-            let n = value.get("entry").and_then(Value::as_array).map_or(0, Vec::len);
-            records.transaction(actor, &text, Ids::FromFullUrl).await?;
-            Ok(n)
-        }
+        (Some("Bundle"), Some("transaction")) => records.import_transaction(actor, &text).await,
         (Some("Bundle"), Some("batch" | "collection" | "searchset")) => {
-            // Each entry becomes a PUT in one transaction, so the file loads whole or not at all.
+            // Each entry becomes a PUT by its id (POST when it has none) of one transaction.
             let entries = value
                 .get("entry")
                 .and_then(Value::as_array)
@@ -99,32 +100,24 @@ async fn import_file(records: &Records, actor: &Actor, file: &Path) -> Result<us
                 .filter_map(|e| {
                     let resource = e.get("resource")?.clone();
                     let rtype = resource.get("resourceType")?.as_str()?.to_owned();
-                    let id = resource.get("id").and_then(Value::as_str).map(str::to_owned);
-                    let full_url = e.get("fullUrl").cloned().unwrap_or(Value::Null);
-                    let request = match id {
+                    let request = match resource.get("id").and_then(Value::as_str) {
                         Some(id) => json!({ "method": "PUT", "url": format!("{rtype}/{id}") }),
                         None => json!({ "method": "POST", "url": rtype }),
                     };
-                    Some(json!({ "fullUrl": full_url, "resource": resource, "request": request }))
-                })
-                .map(|mut e| {
-                    if e["fullUrl"].is_null() {
-                        e.as_object_mut().map(|o| o.remove("fullUrl"));
+                    let mut entry = json!({ "resource": resource, "request": request });
+                    if let Some(full_url) = e.get("fullUrl") {
+                        entry["fullUrl"] = full_url.clone();
                     }
-                    e
+                    Some(entry)
                 })
                 .collect();
-            let n = tx.len();
             let bundle = json!({ "resourceType": "Bundle", "type": "transaction", "entry": tx });
-            records
-                .transaction(actor, &bundle.to_string(), Ids::FromFullUrl)
-                .await?;
-            Ok(n)
+            records.import_transaction(actor, &bundle.to_string()).await
         }
-        _ => {
-            import_one(records, actor, &text).await?;
-            Ok(1)
-        }
+        _ => import_one(records, actor, &text).await.map(|()| Loaded {
+            resources: 1,
+            failed: Vec::new(),
+        }),
     }
 }
 

@@ -31,6 +31,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fhir::params::Registry;
+use crate::fhir::profiles::{self, Profiles};
 use crate::fhir::search::Limits;
 use crate::records::Records;
 use crate::store::SharedStore;
@@ -44,16 +45,13 @@ pub struct AppState {
     pub clock: Clock,
 }
 
-/// The search parameters we define ourselves, shipped in `profiles/`.
-const CUSTOM_SEARCH_PARAMETERS: &str = include_str!("../profiles/SearchParameter-communication-in-response-to.json");
-
 impl AppState {
     /// Opens the store (running migrations) and wires the rooms.
     pub async fn build(config: Config) -> Result<AppState> {
         let store = store::connect(&config.database_url()).await?;
-        let custom: serde_json::Value =
-            serde_json::from_str(CUSTOM_SEARCH_PARAMETERS).map_err(|e| Error::Store(format!("profiles: {e}")))?;
-        let registry = Registry::new(&[custom]).map_err(|e| Error::Store(format!("profiles: {e}")))?;
+        let definitions = profiles::embedded().map_err(Error::Store)?;
+        let registry = Registry::new(&definitions).map_err(Error::Store)?;
+        let profiles = Profiles::new(&definitions).map_err(Error::Store)?;
         let clock = Clock::default();
         let limits = Limits {
             default_count: config.default_count,
@@ -62,6 +60,7 @@ impl AppState {
         let records = Records::new(
             store.clone(),
             Arc::new(registry),
+            Arc::new(profiles),
             clock.clone(),
             limits,
             config.fhir_base(),

@@ -7,6 +7,7 @@ pub mod json;
 pub mod params;
 pub mod parse;
 mod path;
+pub mod profiles;
 pub mod search;
 pub mod types;
 

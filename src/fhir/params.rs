@@ -543,7 +543,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The standard table plus `custom` SearchParameter resources (from `profiles/`).
+    /// The standard table plus the SearchParameter resources among `custom` (from `profiles/`).
     pub fn new(custom: &[Value]) -> Result<Registry, String> {
         let mut by_type: HashMap<String, Vec<Param>> = HashMap::new();
         for (rtype, name, kind, expr) in STANDARD {
@@ -553,7 +553,7 @@ impl Registry {
                 .or_default()
                 .push(compile(rtype, name, *kind, expr, url)?);
         }
-        for sp in custom {
+        for sp in custom.iter().filter(|r| r["resourceType"] == "SearchParameter") {
             let field = |k: &str| {
                 sp.get(k)
                     .and_then(Value::as_str)

@@ -145,7 +145,7 @@ fn push_flat<'a>(out: &mut Vec<&'a Value>, value: &'a Value) {
 }
 
 /// `effective` matches `effective` and `effectiveDateTime`/`effectivePeriod`…; with a choice type only that one.
-fn field_matches(key: &str, name: &str, choice: Option<&str>) -> bool {
+pub(super) fn field_matches(key: &str, name: &str, choice: Option<&str>) -> bool {
     let Some(rest) = key.strip_prefix(name) else {
         return false;
     };

@@ -16,6 +16,7 @@ use crate::clock::{self, Clock};
 use crate::error::{Error, Issue, Result};
 use crate::fhir::json::{self as fjson, RawObject};
 use crate::fhir::params::Registry;
+use crate::fhir::profiles::Profiles;
 use crate::fhir::search::{self, Limits, SearchRequest};
 use crate::fhir::{datetime, extract, parse};
 use crate::store::{CompartmentFilter, HistoryQuery, Row, SharedStore, VersionWrite};
@@ -41,6 +42,7 @@ pub struct Written {
 pub struct Records {
     store: SharedStore,
     registry: Arc<Registry>,
+    profiles: Arc<Profiles>,
     clock: Clock,
     limits: Limits,
     /// The FHIR base URL (`<base>/fhir`), for links and for recognising our own absolute references.
@@ -52,13 +54,23 @@ struct Prepared {
     write: VersionWrite,
     stored: Stored,
     created: bool,
+    /// The patients whose data this touches (for a deletion, those of the deleted version).
+    patients: Vec<String>,
 }
 
 impl Records {
-    pub fn new(store: SharedStore, registry: Arc<Registry>, clock: Clock, limits: Limits, base: String) -> Self {
+    pub fn new(
+        store: SharedStore,
+        registry: Arc<Registry>,
+        profiles: Arc<Profiles>,
+        clock: Clock,
+        limits: Limits,
+        base: String,
+    ) -> Self {
         Records {
             store,
             registry,
+            profiles,
             clock,
             limits,
             base,
@@ -122,6 +134,10 @@ impl Records {
                 format!("resourceType {found} does not match the URL's {rtype}"),
             )));
         }
+        let violations = self.profiles.check(rtype, value);
+        if !violations.is_empty() {
+            return Err(Error::Unprocessable(violations));
+        }
         let body_id = value.get("id").and_then(Value::as_str);
         let id = match (id, body_id) {
             (Some(url_id), Some(b)) if url_id != b => {
@@ -171,6 +187,7 @@ impl Records {
         }
         Ok(Prepared {
             created: head.is_none_or(|h| h.deleted),
+            patients: compartments.clone(),
             write: VersionWrite {
                 rtype: rtype.to_owned(),
                 id: id.clone(),
@@ -267,7 +284,7 @@ impl Records {
             .iter()
             .map(|p| format!("{}/{}", p.stored.rtype, p.stored.id))
             .collect();
-        let mut patients: Vec<String> = prepared.iter().flat_map(|p| p.write.compartments.clone()).collect();
+        let mut patients: Vec<String> = prepared.iter().flat_map(|p| p.patients.clone()).collect();
         patients.sort();
         patients.dedup();
         let mut writes: Vec<VersionWrite> = prepared.iter().map(|p| p.write.clone()).collect();
@@ -364,26 +381,45 @@ impl Records {
 
     pub async fn delete(&self, actor: &Actor, rtype: &str, id: &str) -> Result<()> {
         let grant = access::authorize(actor, Action::Delete, rtype)?;
-        let Some(row) = self.store.read(&grant, rtype, id).await? else {
-            return Ok(()); // deleting what is not there succeeds (idempotent)
+        // Deleting what is not there (or already deleted) succeeds: delete is idempotent.
+        if let Some(p) = self.prepare_delete(&grant, rtype, id).await? {
+            self.commit(&grant, "delete", vec![p]).await?;
+        }
+        Ok(())
+    }
+
+    /// The tombstone version that deletes a resource, or `None` if there is nothing to delete.
+    async fn prepare_delete(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Prepared>> {
+        let Some(row) = self.store.read(grant, rtype, id).await? else {
+            return Ok(None);
         };
         if row.body.is_none() {
-            return Ok(());
+            return Ok(None);
         }
+        let version = row.version + 1;
+        let patients = self.patients_of(grant, &[Self::to_stored(row.clone())?]);
         let now = self.clock.now_millis();
-        let write = VersionWrite {
-            rtype: rtype.to_owned(),
-            id: id.to_owned(),
-            prev_version: Some(row.version),
-            version: row.version + 1,
-            last_updated: now,
-            body: None,
-            index: Vec::new(),
-            compartments: Vec::new(),
-        };
-        let patients = self.patients_of(&grant, &[Self::to_stored(row)?]);
-        let audit = self.audit_write(&grant, "delete", &[format!("{rtype}/{id}")], &patients, None)?;
-        self.store.write(&grant, vec![write, audit]).await
+        Ok(Some(Prepared {
+            write: VersionWrite {
+                rtype: rtype.to_owned(),
+                id: id.to_owned(),
+                prev_version: Some(row.version),
+                version,
+                last_updated: now,
+                body: None,
+                index: Vec::new(),
+                compartments: Vec::new(),
+            },
+            stored: Stored {
+                rtype: rtype.to_owned(),
+                id: id.to_owned(),
+                version,
+                last_updated: now,
+                body: String::new(),
+            },
+            created: false,
+            patients,
+        }))
     }
 
     pub async fn history(

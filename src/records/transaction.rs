@@ -1,6 +1,8 @@
 //! Batch and transaction Bundles. A transaction is validated whole and written in one store transaction
-//! (all or nothing), with `urn:uuid:` references rewritten to the ids the server assigns; a batch runs each
-//! entry on its own and reports each outcome.
+//! (all or nothing), with `urn:uuid:` references rewritten to the ids the server assigns and conditional
+//! URLs (`Patient?identifier=…`) resolved; a batch runs each entry on its own and reports each outcome.
+//! Import uses the transaction rules but, when a Bundle fails, loads it entry by entry and reports the
+//! entries that failed.
 
 use serde_json::{Value, json};
 
@@ -31,6 +33,53 @@ pub enum Ids {
     Assign,
     /// A `urn:uuid:` fullUrl becomes the id, so importing the same Bundle twice updates instead of duplicating.
     FromFullUrl,
+}
+
+/// What an import of one Bundle did: entries loaded, and each entry that failed with why.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub resources: usize,
+    pub failed: Vec<(usize, Error)>,
+}
+
+/// `W/"3"` or `"3"` or `3` → 3.
+pub fn parse_etag(tag: &str) -> Option<i64> {
+    tag.trim().trim_start_matches("W/").trim_matches('"').parse().ok()
+}
+
+fn bad(index: usize, why: &str) -> Error {
+    Error::invalid(Issue::new("invalid", why.to_owned()).at(format!("Bundle.entry[{index}]")))
+}
+
+/// Adds the entry index to the paths of a validation error.
+fn at_entry(index: usize, err: Error) -> Error {
+    let prefix = |issues: Vec<Issue>| {
+        issues
+            .into_iter()
+            .map(|mut i| {
+                let inner = i.expression.take().map(|e| format!(".{e}")).unwrap_or_default();
+                i.expression = Some(format!("Bundle.entry[{index}].resource{inner}"));
+                i
+            })
+            .collect()
+    };
+    match err {
+        Error::Invalid(issues) => Error::Invalid(prefix(issues)),
+        Error::Unprocessable(issues) => Error::Unprocessable(prefix(issues)),
+        other => other,
+    }
+}
+
+/// `(Type, id, query)` of a request URL relative to the FHIR base (`Type`, `Type/id`, `Type?criteria`).
+fn target(url: &str) -> (String, Option<String>, Option<String>) {
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (url, None),
+    };
+    match path.trim_matches('/').split_once('/') {
+        Some((t, id)) => (t.to_owned(), Some(id.to_owned()), query),
+        None => (path.trim_matches('/').to_owned(), None, query),
+    }
 }
 
 fn entries(bundle: &Value, raw: &RawObject) -> Result<Vec<Entry>> {
@@ -80,43 +129,12 @@ fn entries(bundle: &Value, raw: &RawObject) -> Result<Vec<Entry>> {
         .collect()
 }
 
-/// `W/"3"` or `"3"` or `3` → 3.
-pub fn parse_etag(tag: &str) -> Option<i64> {
-    tag.trim().trim_start_matches("W/").trim_matches('"').parse().ok()
-}
-
-fn bad(index: usize, why: &str) -> Error {
-    Error::invalid(Issue::new("invalid", why.to_owned()).at(format!("Bundle.entry[{index}]")))
-}
-
-/// Adds the entry index to the paths of a validation error.
-fn at_entry(index: usize, err: Error) -> Error {
-    let prefix = |issues: Vec<Issue>| {
-        issues
-            .into_iter()
-            .map(|mut i| {
-                i.expression = Some(format!(
-                    "Bundle.entry[{index}].resource{}",
-                    i.expression.map(|e| format!(".{e}")).unwrap_or_default()
-                ));
-                i
-            })
-            .collect()
-    };
-    match err {
-        Error::Invalid(issues) => Error::Invalid(prefix(issues)),
-        Error::Unprocessable(issues) => Error::Unprocessable(prefix(issues)),
-        other => other,
-    }
-}
-
-/// `Type` or `Type/id` (relative to the FHIR base) of a request URL.
-fn target(url: &str) -> (String, Option<String>) {
-    let path = url.split('?').next().unwrap_or(url).trim_matches('/');
-    match path.split_once('/') {
-        Some((t, id)) => (t.to_owned(), Some(id.to_owned())),
-        None => (path.to_owned(), None),
-    }
+/// A write a transaction entry resolved to.
+enum Step {
+    Write(Prepared),
+    /// Nothing to write (a conditional create that matched, a delete of nothing): the response is known.
+    Done(BundleEntry),
+    Read,
 }
 
 impl Records {
@@ -129,10 +147,12 @@ impl Records {
                 "POST to the base takes a batch or transaction Bundle",
             )));
         }
-        let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
         let mut entries = entries(&value, &raw)?;
-        match kind {
-            "transaction" => self.run_transaction(actor, &mut entries, ids).await,
+        match value.get("type").and_then(Value::as_str).unwrap_or("") {
+            "transaction" => {
+                let responses = self.run_transaction(actor, &mut entries, ids).await?;
+                Ok(bundle::bundle("transaction-response", None, Vec::new(), responses))
+            }
             "batch" => Ok(self.run_batch(actor, &entries).await),
             other => Err(Error::invalid(
                 Issue::new(
@@ -144,43 +164,150 @@ impl Records {
         }
     }
 
-    async fn run_transaction(&self, actor: &Actor, entries: &mut [Entry], ids: Ids) -> Result<String> {
-        // Ids first, so every urn:uuid reference can be rewritten before anything is validated.
+    /// Imports a transaction Bundle whole; if it fails, entry by entry with the same ids and references.
+    pub async fn import_transaction(&self, actor: &Actor, text: &str) -> Result<Loaded> {
+        let (value, raw) = fjson::parse(text)?;
+        let mut entries = entries(&value, &raw)?;
+        let writes = entries.iter().filter(|e| e.method != "GET").count();
+        if self
+            .run_transaction(actor, &mut entries, Ids::FromFullUrl)
+            .await
+            .is_ok()
+        {
+            return Ok(Loaded {
+                resources: writes,
+                failed: Vec::new(),
+            });
+        }
+        let mut loaded = Loaded::default();
+        let renames = self.assign_ids(&mut entries, Ids::FromFullUrl);
+        for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.method != "GET") {
+            let one = self.resolve(actor, e, renames[i].as_deref()).await;
+            let result = match one {
+                Ok(Step::Write(p)) => self.commit_batch(actor, vec![p]).await.map(drop),
+                Ok(_) => Ok(()),
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(()) => loaded.resources += 1,
+                Err(err) => loaded.failed.push((e.index, at_entry(e.index, err))),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Gives every POSTed entry its id and rewrites `urn:` references to `Type/id` in every entry's text;
+    /// returns the id of each entry (POST: assigned; otherwise from the URL).
+    fn assign_ids(&self, entries: &mut [Entry], ids: Ids) -> Vec<Option<String>> {
         let mut renames: Vec<(String, String)> = Vec::new();
-        let mut assigned: Vec<Option<String>> = Vec::new();
+        let mut assigned = Vec::new();
         for e in entries.iter() {
-            let (rtype, url_id) = target(&e.url);
-            let id = match (e.method.as_str(), url_id) {
-                ("POST", _) => {
-                    let from_url = e
-                        .full_url
-                        .as_deref()
-                        .and_then(|u| u.strip_prefix("urn:uuid:"))
-                        .filter(|u| valid_id(u));
-                    Some(match (ids, from_url) {
-                        (Ids::FromFullUrl, Some(u)) => u.to_owned(),
-                        _ => uuid::Uuid::new_v4().to_string(),
-                    })
-                }
-                (_, id) => id,
+            let (rtype, url_id, _) = target(&e.url);
+            let id = if e.method == "POST" {
+                let from_url = e
+                    .full_url
+                    .as_deref()
+                    .and_then(|u| u.strip_prefix("urn:uuid:"))
+                    .filter(|u| valid_id(u));
+                Some(match (ids, from_url) {
+                    (Ids::FromFullUrl, Some(u)) => u.to_owned(),
+                    _ => uuid::Uuid::new_v4().to_string(),
+                })
+            } else {
+                url_id
             };
             if let (Some(full), Some(id)) = (&e.full_url, &id)
                 && full.starts_with("urn:")
             {
-                renames.push((full.clone(), format!("{rtype}/{id}")));
+                renames.push((format!("\"{full}\""), format!("\"{rtype}/{id}\"")));
             }
             assigned.push(id);
         }
-        for e in entries.iter_mut() {
-            if let Some(text) = &mut e.text {
-                for (from, to) in &renames {
-                    let quoted = format!("\"{from}\"");
-                    if text.contains(&quoted) {
-                        *text = text.replace(&quoted, &format!("\"{to}\""));
-                    }
+        for text in entries.iter_mut().filter_map(|e| e.text.as_mut()) {
+            for (from, to) in &renames {
+                if text.contains(from.as_str()) {
+                    *text = text.replace(from.as_str(), to);
                 }
             }
         }
+        assigned
+    }
+
+    /// Turns one entry into what it will write, checking conditions (ifNoneExist, conditional URLs, ifMatch).
+    async fn resolve(&self, actor: &Actor, e: &Entry, id: Option<&str>) -> Result<Step> {
+        let (rtype, _, criteria) = target(&e.url);
+        let one_match = |found: Vec<Stored>, what: &str| match found.len() {
+            0 | 1 => Ok(found.into_iter().next()),
+            _ => Err(Error::PreconditionFailed(format!(
+                "{what} matches more than one resource"
+            ))),
+        };
+        if rtype.starts_with('$') || e.url.contains("/$") {
+            return Err(Error::NotSupported(format!(
+                "operations inside a Bundle are not supported ({})",
+                e.url
+            )));
+        }
+        match e.method.as_str() {
+            "POST" | "PUT" => {
+                let text = e
+                    .text
+                    .as_deref()
+                    .ok_or_else(|| bad(e.index, "a POST or PUT entry needs a resource"))?;
+                if let (true, Some(c)) = (e.method == "POST", &e.if_none_exist)
+                    && let Some(existing) = one_match(self.matches(actor, &rtype, c).await?, "ifNoneExist")?
+                {
+                    return Ok(Step::Done(response_entry(&existing, "200 OK")));
+                }
+                // A conditional update takes the id of its one match, or creates a new resource.
+                let id = match (&criteria, e.method.as_str()) {
+                    (Some(c), "PUT") => one_match(self.matches(actor, &rtype, c).await?, "the conditional update")?
+                        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |m| m.id),
+                    (_, "POST") => id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
+                    _ => id
+                        .map(str::to_owned)
+                        .ok_or_else(|| bad(e.index, "PUT needs Type/id in request.url"))?,
+                };
+                let action = if e.method == "POST" {
+                    Action::Create
+                } else {
+                    Action::Update
+                };
+                let grant = access::authorize(actor, action, &rtype)?;
+                let (mut value, raw) = fjson::parse(text)?;
+                if let Some(obj) = value.as_object_mut() {
+                    obj.insert("id".into(), Value::String(id.clone()));
+                }
+                Ok(Step::Write(
+                    self.prepare_value(&grant, &rtype, Some(&id), &value, &raw, e.if_match)
+                        .await?,
+                ))
+            }
+            "DELETE" => {
+                let grant = access::authorize(actor, Action::Delete, &rtype)?;
+                let id = match (&criteria, id) {
+                    (Some(c), _) => {
+                        one_match(self.matches(actor, &rtype, c).await?, "the conditional delete")?.map(|m| m.id)
+                    }
+                    (None, Some(id)) => Some(id.to_owned()),
+                    (None, None) => return Err(bad(e.index, "DELETE needs Type/id or Type?criteria in request.url")),
+                };
+                let prepared = match id {
+                    Some(id) => self.prepare_delete(&grant, &rtype, &id).await?,
+                    None => None,
+                };
+                Ok(prepared.map_or_else(|| Step::Done(status_entry("204 No Content")), Step::Write))
+            }
+            "GET" => Ok(Step::Read),
+            other => Err(bad(
+                e.index,
+                &format!("method {other} is not supported in a transaction"),
+            )),
+        }
+    }
+
+    async fn run_transaction(&self, actor: &Actor, entries: &mut [Entry], ids: Ids) -> Result<Vec<BundleEntry>> {
+        let assigned = self.assign_ids(entries, ids);
         // Processing order per the spec: DELETE, POST, PUT, GET.
         let rank = |m: &str| match m {
             "DELETE" => 0,
@@ -190,126 +317,75 @@ impl Records {
         };
         let mut order: Vec<usize> = (0..entries.len()).collect();
         order.sort_by_key(|i| rank(&entries[*i].method));
-        let mut prepared: Vec<(usize, Prepared)> = Vec::new();
         let mut responses: Vec<Option<BundleEntry>> = (0..entries.len()).map(|_| None).collect();
-        let mut deletes = Vec::new();
+        let mut writes: Vec<(usize, Prepared)> = Vec::new();
         let mut reads = Vec::new();
         for i in order {
             let e = &entries[i];
-            let (rtype, url_id) = target(&e.url);
-            match e.method.as_str() {
-                "POST" | "PUT" => {
-                    let text = e
-                        .text
-                        .as_deref()
-                        .ok_or_else(|| bad(e.index, "a POST or PUT entry needs a resource"))?;
-                    if e.method == "POST"
-                        && let Some(criteria) = &e.if_none_exist
-                    {
-                        let found = self
-                            .matches(actor, &rtype, criteria)
-                            .await
-                            .map_err(|err| at_entry(e.index, err))?;
-                        match found.as_slice() {
-                            [] => {}
-                            [one] => {
-                                responses[i] = Some(response_entry(one, "200 OK"));
-                                continue;
-                            }
-                            _ => {
-                                return Err(Error::PreconditionFailed(format!(
-                                    "entry {}: ifNoneExist matches more than one resource",
-                                    e.index
-                                )));
-                            }
-                        }
+            match self
+                .resolve(actor, e, assigned[i].as_deref())
+                .await
+                .map_err(|err| at_entry(e.index, err))?
+            {
+                Step::Write(p) => {
+                    let key = (&p.write.rtype, &p.write.id);
+                    if writes.iter().any(|(_, w)| (&w.write.rtype, &w.write.id) == key) {
+                        return Err(bad(
+                            e.index,
+                            &format!("{}/{} appears twice in the transaction", key.0, key.1),
+                        ));
                     }
-                    let action = if e.method == "POST" {
-                        Action::Create
-                    } else {
-                        Action::Update
-                    };
-                    let grant = access::authorize(actor, action, &rtype)?;
-                    let id = assigned[i]
-                        .clone()
-                        .ok_or_else(|| bad(e.index, "PUT needs Type/id in request.url"))?;
-                    let (mut value, raw) = fjson::parse(text).map_err(|err| at_entry(e.index, err))?;
-                    if let Some(obj) = value.as_object_mut() {
-                        obj.insert("id".into(), Value::String(id.clone()));
-                    }
-                    let p = self
-                        .prepare_value(&grant, &rtype, Some(&id), &value, &raw, e.if_match)
-                        .await
-                        .map_err(|err| at_entry(e.index, err))?;
-                    prepared.push((i, p));
+                    writes.push((i, p));
                 }
-                "DELETE" => {
-                    let id = url_id.ok_or_else(|| bad(e.index, "DELETE needs Type/id in request.url"))?;
-                    deletes.push((i, rtype, id));
-                }
-                "GET" => reads.push(i),
-                other => {
-                    return Err(bad(
-                        e.index,
-                        &format!("method {other} is not supported in a transaction"),
-                    ));
-                }
+                Step::Done(response) => responses[i] = Some(response),
+                Step::Read => reads.push(i),
             }
         }
-        // Deletes run through the same single write as the rest: tombstones plus their audit.
-        for (i, rtype, id) in &deletes {
-            self.delete(actor, rtype, id)
-                .await
-                .map_err(|err| at_entry(entries[*i].index, err))?;
-            responses[*i] = Some(BundleEntry {
-                full_url: None,
-                resource: None,
-                search: None,
-                request: None,
-                response: Some(json!({ "status": "204 No Content" })),
+        let (indices, batch): (Vec<usize>, Vec<Prepared>) = writes.into_iter().unzip();
+        for (i, w) in indices.into_iter().zip(self.commit_batch(actor, batch).await?) {
+            responses[i] = Some(if w.resource.body.is_empty() {
+                status_entry("204 No Content")
+            } else {
+                written_entry(&w)
             });
-        }
-        let grant = access::authorize(actor, Action::Update, "Bundle")?;
-        let (indices, batch): (Vec<usize>, Vec<Prepared>) = prepared.into_iter().unzip();
-        let written = if batch.is_empty() {
-            Vec::new()
-        } else {
-            self.commit(&grant, "transaction", batch).await?
-        };
-        for (i, w) in indices.into_iter().zip(written) {
-            let status = if w.created { "201 Created" } else { "200 OK" };
-            responses[i] = Some(response_entry(&w.resource, status));
         }
         for i in reads {
             responses[i] = Some(self.get_entry(actor, &entries[i].url).await);
         }
-        Ok(bundle::bundle(
-            "transaction-response",
-            None,
-            Vec::new(),
-            responses.into_iter().flatten().collect(),
-        ))
+        Ok(responses.into_iter().flatten().collect())
+    }
+
+    /// Writes prepared entries in one store transaction, with one AuditEvent.
+    async fn commit_batch(&self, actor: &Actor, batch: Vec<Prepared>) -> Result<Vec<Written>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let grant = access::authorize(
+            actor,
+            batch[0].write.body.as_ref().map_or(Action::Delete, |_| Action::Update),
+            &batch[0].write.rtype,
+        )?;
+        self.commit(&grant, "transaction", batch).await
     }
 
     async fn run_batch(&self, actor: &Actor, entries: &[Entry]) -> String {
         let mut out = Vec::new();
         for e in entries {
-            let (rtype, id) = target(&e.url);
-            let result: Result<BundleEntry> = match (e.method.as_str(), id, &e.text) {
-                ("GET", _, _) => Ok(self.get_entry(actor, &e.url).await),
-                ("POST", None, Some(text)) => self.create(actor, &rtype, text).await.map(|w| written_entry(&w)),
-                ("PUT", Some(id), Some(text)) => self
-                    .update(actor, &rtype, &id, text, e.if_match)
-                    .await
-                    .map(|w| written_entry(&w)),
-                ("DELETE", Some(id), _) => self.delete(actor, &rtype, &id).await.map(|()| BundleEntry {
-                    full_url: None,
-                    resource: None,
-                    search: None,
-                    request: None,
-                    response: Some(json!({ "status": "204 No Content" })),
-                }),
-                _ => Err(bad(e.index, &format!("cannot run {} {} in a batch", e.method, e.url))),
+            let result = match e.method.as_str() {
+                "GET" => Ok(self.get_entry(actor, &e.url).await),
+                _ => match self.resolve(actor, e, target(&e.url).1.as_deref()).await {
+                    Ok(Step::Write(p)) => self.commit_batch(actor, vec![p]).await.map(|mut w| {
+                        let w = w.remove(0);
+                        if w.resource.body.is_empty() {
+                            status_entry("204 No Content")
+                        } else {
+                            written_entry(&w)
+                        }
+                    }),
+                    Ok(Step::Done(response)) => Ok(response),
+                    Ok(Step::Read) => Ok(self.get_entry(actor, &e.url).await),
+                    Err(err) => Err(err),
+                },
             };
             out.push(result.unwrap_or_else(|err| error_entry(&err)));
         }
@@ -322,7 +398,10 @@ impl Records {
         let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let result = match parts.as_slice() {
-            [t] => self.search(actor, t, &params).await.map(|b| raw_entry(b, "200 OK")),
+            [t] => self.search(actor, t, &params).await.map(|b| BundleEntry {
+                resource: Some(fjson::raw(b)),
+                ..status_entry("200 OK")
+            }),
             [t, id] => self.read(actor, t, id).await.map(|r| response_entry(&r, "200 OK")),
             [t, id, "_history", v] => match v.parse() {
                 Ok(v) => self.vread(actor, t, id, v).await.map(|r| response_entry(&r, "200 OK")),
@@ -334,10 +413,10 @@ impl Records {
     }
 }
 
-fn raw_entry(body: String, status: &str) -> BundleEntry {
+fn status_entry(status: &str) -> BundleEntry {
     BundleEntry {
         full_url: None,
-        resource: Some(fjson::raw(body)),
+        resource: None,
         search: None,
         request: None,
         response: Some(json!({ "status": status })),
@@ -366,10 +445,11 @@ fn response_entry(r: &Stored, status: &str) -> BundleEntry {
 fn error_entry(err: &Error) -> BundleEntry {
     let (status, outcome) = crate::fhir_api::outcome::status_and_outcome(err);
     BundleEntry {
-        full_url: None,
         resource: Some(fjson::raw(outcome.to_string())),
-        search: None,
-        request: None,
-        response: Some(json!({ "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")) })),
+        ..status_entry(&format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ))
     }
 }
