@@ -42,14 +42,16 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             let state = AppState::build(config.clone()).await?;
             if config.demo {
-                let fixtures = import::collect(&[PathBuf::from("fixtures")])?;
-                let summary = import::import(&state.records, &fixtures, false).await;
-                tracing::info!(
-                    files = summary.files,
-                    resources = summary.resources,
-                    failed = summary.failed.len(),
-                    "demo data loaded"
-                );
+                let patients = import::demo(&state.records).await?;
+                if !patients.is_empty() {
+                    println!(
+                        "Demo data loaded. Demo patients (their records at {}/Patient/<id>/$everything):",
+                        config.fhir_base()
+                    );
+                    for (id, name) in &patients {
+                        println!("  {id}: {name}");
+                    }
+                }
             }
             tracing::info!(url = %config.base_url, fhir = %config.fhir_base(), engine = state.store.engine(), "CareSpace is listening");
             carespace::serve(listener, state, shutdown_signal()).await?;

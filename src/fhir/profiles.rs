@@ -151,6 +151,18 @@ impl Profiles {
         Ok(Profiles { by_url, value_sets })
     }
 
+    /// The URLs of our profiles on `rtype`, sorted (the CapabilityStatement's supportedProfile).
+    pub fn urls_for(&self, rtype: &str) -> Vec<&str> {
+        let mut urls: Vec<&str> = self
+            .by_url
+            .iter()
+            .filter(|(_, p)| p.rtype == rtype)
+            .map(|(u, _)| u.as_str())
+            .collect();
+        urls.sort_unstable();
+        urls
+    }
+
     /// The problems of `resource` against every profile of ours it claims.
     pub fn check(&self, rtype: &str, resource: &Value) -> Vec<Issue> {
         let mut issues = Vec::new();

@@ -14,7 +14,7 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
 }
 
 /// The CapabilityStatement for this build; deterministic so the published file can be compared with it.
-pub fn statement(state: &AppState) -> Value {
+fn statement(state: &AppState) -> Value {
     let registry = state.records.registry();
     let interactions = [
         "read",
@@ -45,6 +45,10 @@ pub fn statement(state: &AppState) -> Value {
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
             });
+            let profiles = state.records.profiles().urls_for(rtype);
+            if !profiles.is_empty() {
+                r["supportedProfile"] = json!(profiles);
+            }
             if *rtype == "Patient" {
                 r["operation"] = json!([{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }]);
             }
@@ -58,9 +62,9 @@ pub fn statement(state: &AppState) -> Value {
         "publisher": "CareSpace",
         "kind": "instance",
         "software": { "name": "CareSpace", "version": env!("CARGO_PKG_VERSION") },
-        "implementation": { "description": "CareSpace FHIR server", "url": state.records.base() },
+        "implementation": { "description": "CareSpace FHIR server" },
         "fhirVersion": "4.0.1",
-        "format": ["json"],
+        "format": ["json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "resource": resources,

@@ -88,6 +88,22 @@ impl Records {
         &self.base
     }
 
+    /// Whether the store holds no Patient yet (only a count is read, so nothing is audited).
+    pub async fn is_empty(&self) -> Result<bool> {
+        let grant = system_grant(Action::Search);
+        let query = crate::store::Query {
+            rtype: "Patient".into(),
+            count: 0,
+            total: true,
+            ..Default::default()
+        };
+        Ok(self.store.search(&grant, &query).await?.1 == Some(0))
+    }
+
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

@@ -132,3 +132,32 @@ async fn transaction_rewrites_references_and_is_all_or_nothing() {
         assert_eq!(all["total"], 1, "a failed transaction stored nothing");
     }
 }
+
+/// The published CapabilityStatement is exactly what `/metadata` serves. After a deliberate change, run this
+/// test with CARESPACE_UPDATE_CAPABILITY=1 to rewrite the file, and review the diff.
+#[tokio::test]
+async fn published_capability_statement_matches_metadata() {
+    let app = spawn_app("sqlite").await;
+    let r = app.client.get(format!("{}/metadata", app.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/fhir+json")
+    );
+    let served: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(served["fhirVersion"], "4.0.1");
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/capability-statement/CapabilityStatement.json"
+    );
+    if std::env::var("CARESPACE_UPDATE_CAPABILITY").is_ok() {
+        std::fs::write(file, serde_json::to_string_pretty(&served).unwrap() + "\n").unwrap();
+    }
+    let published: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert_eq!(
+        published, served,
+        "capability-statement/CapabilityStatement.json differs from /metadata"
+    );
+}
