@@ -65,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
                 println!("FAILED {}: {why}", file.display());
             }
             if !summary.failed.is_empty() {
-                anyhow::bail!("{} of {} files failed", summary.failed.len(), files.len());
+                anyhow::bail!("{} entries or files could not be imported", summary.failed.len());
             }
         }
     }

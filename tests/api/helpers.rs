@@ -8,7 +8,9 @@ use sqlx::Executor;
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    _dir: tempfile::TempDir,
+    /// The database the server uses, for running the `carespace` command line against it.
+    pub database_url: String,
+    pub dir: tempfile::TempDir,
 }
 
 /// The engines to run a test on: SQLite always, PostgreSQL when its URL is given.
@@ -41,16 +43,37 @@ pub async fn spawn_app(engine: &str) -> TestApp {
         let (prefix, _) = admin.rsplit_once('/').expect("database URL with a path");
         config.database_url = format!("{prefix}/{name}");
     }
+    let database_url = config.database_url();
     let state = AppState::build(config).await.expect("build app");
     tokio::spawn(carespace::serve(listener, state, std::future::pending()));
     TestApp {
         base: format!("http://{addr}/fhir"),
         client: reqwest::Client::new(),
-        _dir: dir,
+        database_url,
+        dir,
     }
 }
 
 impl TestApp {
+    /// Runs the `carespace` binary on this app's database; returns (success, stdout + stderr).
+    pub fn command(&self, args: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_carespace"))
+            .args(args)
+            .env("CARESPACE_DATA_DIR", self.dir.path())
+            .env("CARESPACE_DATABASE_URL", &self.database_url)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run carespace");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .client
