@@ -104,7 +104,7 @@ struct RawBundle {
 
 /// What an imported file should read back as: `Type/id` → the resource's text with `urn:uuid:` references
 /// rewritten the way import assigns ids.
-fn expected(text: &str) -> Vec<(String, String)> {
+pub fn expected(text: &str) -> Vec<(String, String)> {
     let value: Value = serde_json::from_str(text).unwrap();
     let is_bundle = value["resourceType"] == "Bundle"
         && matches!(

@@ -5,3 +5,4 @@ mod helpers;
 mod interop;
 mod rest;
 mod search;
+mod us_core;
