@@ -358,7 +358,7 @@ impl Records {
         Ok(self.commit(&grant, "create", vec![prepared]).await?.remove(0))
     }
 
-    /// The matches of a conditional-create criteria (`If-None-Exist`).
+    /// The matches (at most two) of conditional criteria (`If-None-Exist`, conditional update and delete).
     pub async fn matches(&self, actor: &Actor, rtype: &str, criteria: &str) -> Result<Vec<Stored>> {
         let params: Vec<(String, String)> = form_urlencoded::parse(criteria.trim_start_matches('?').as_bytes())
             .into_owned()
@@ -368,7 +368,9 @@ impl Records {
         req.query.total = false;
         let grant = access::authorize(actor, Action::Search, rtype)?;
         let (rows, _) = self.store.search(&grant, &req.query).await?;
-        rows.into_iter().map(Self::to_stored).collect()
+        let found: Vec<Stored> = rows.into_iter().map(Self::to_stored).collect::<Result<_>>()?;
+        self.audit_read(&grant, "search-type", &found, Some(criteria)).await?;
+        Ok(found)
     }
 
     /// Update (or create with the client's id); `if_match` is the version the client read.

@@ -24,6 +24,21 @@ pub fn engines() -> Vec<&'static str> {
     }
 }
 
+/// A fresh, empty database for `engine`: a SQLite file in `dir`, or a new PostgreSQL database.
+pub async fn new_database(engine: &str, dir: &std::path::Path) -> String {
+    if engine != "postgres" {
+        return format!("sqlite://{}", dir.join("carespace.db").display());
+    }
+    let admin = std::env::var("CARESPACE_TEST_POSTGRES_URL").expect("postgres url");
+    let name = format!("carespace_test_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(&admin).await.expect("connect to PostgreSQL");
+    pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create database");
+    let (prefix, _) = admin.rsplit_once('/').expect("database URL with a path");
+    format!("{prefix}/{name}")
+}
+
 pub async fn spawn_app(engine: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -33,16 +48,7 @@ pub async fn spawn_app(engine: &str) -> TestApp {
         base_url: format!("http://{addr}"),
         ..Config::default()
     };
-    if engine == "postgres" {
-        let admin = std::env::var("CARESPACE_TEST_POSTGRES_URL").expect("postgres url");
-        let name = format!("carespace_test_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::PgPool::connect(&admin).await.expect("connect to PostgreSQL");
-        pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("create database");
-        let (prefix, _) = admin.rsplit_once('/').expect("database URL with a path");
-        config.database_url = format!("{prefix}/{name}");
-    }
+    config.database_url = new_database(engine, dir.path()).await;
     let database_url = config.database_url();
     let state = AppState::build(config).await.expect("build app");
     tokio::spawn(carespace::serve(listener, state, std::future::pending()));

@@ -1,0 +1,232 @@
+//! Acknowledged writes survive `kill -9`: the real server process is killed in the middle of concurrent
+//! creates and updates, restarted, and every write it answered 2xx to is there with its version history.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{engines, new_database};
+
+fn start(dir: &std::path::Path, database_url: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_carespace"))
+        .arg("serve")
+        .env("CARESPACE_DATA_DIR", dir)
+        .env("CARESPACE_DATABASE_URL", database_url)
+        .env("CARESPACE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CARESPACE_BASE_URL", format!("http://127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start carespace")
+}
+
+async fn wait_ready(client: &reqwest::Client, port: u16) {
+    for _ in 0..200 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server on port {port} did not become ready");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// (id, version, marker) of each acknowledged write.
+type Acked = Arc<Mutex<Vec<(String, i64, i64)>>>;
+
+/// Creates a resource, then updates it again and again, recording every 2xx answer, until the server dies.
+async fn writer(client: reqwest::Client, base: String, worker: i64, acked: Acked) {
+    let mut marker = worker * 1_000_000;
+    let body = |marker: i64| json!({"resourceType": "Basic", "code": {"text": "durability"}, "identifier": [{"value": marker.to_string()}]});
+    let Ok(r) = client
+        .post(format!("{base}/Basic"))
+        .header("content-type", "application/fhir+json")
+        .body(body(marker).to_string())
+        .send()
+        .await
+    else {
+        return;
+    };
+    if !r.status().is_success() {
+        return;
+    }
+    let Ok(created) = r.json::<Value>().await else { return };
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    acked.lock().unwrap().push((id.clone(), 1, marker));
+    loop {
+        marker += 1;
+        let sent = client
+            .put(format!("{base}/Basic/{id}"))
+            .header("content-type", "application/fhir+json")
+            .body({
+                let mut b = body(marker);
+                b["id"] = json!(id);
+                b.to_string()
+            });
+        let Ok(r) = sent.send().await else { return };
+        if !r.status().is_success() {
+            return;
+        }
+        let Ok(updated) = r.json::<Value>().await else { return };
+        let version: i64 = updated["meta"]["versionId"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        acked.lock().unwrap().push((id.clone(), version, marker));
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    for engine in engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = new_database(engine, dir.path()).await;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let acked: Acked = Arc::default();
+        for round in 0..3u64 {
+            let port = free_port();
+            let mut server = start(dir.path(), &database_url, port);
+            wait_ready(&client, port).await;
+            let base = format!("http://127.0.0.1:{port}/fhir");
+            let writers: Vec<_> = (0..4)
+                .map(|w| {
+                    tokio::spawn(writer(
+                        client.clone(),
+                        base.clone(),
+                        (round * 4 + w) as i64,
+                        acked.clone(),
+                    ))
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(300 + 250 * round)).await;
+            server.kill().expect("SIGKILL the server");
+            server.wait().expect("reap");
+            for w in writers {
+                w.await.unwrap();
+            }
+        }
+        let port = free_port();
+        let mut server = start(dir.path(), &database_url, port);
+        wait_ready(&client, port).await;
+        let base = format!("http://127.0.0.1:{port}/fhir");
+        let acked = acked.lock().unwrap().clone();
+        assert!(
+            acked.len() > 20,
+            "{engine}: only {} writes were acknowledged",
+            acked.len()
+        );
+        for (id, version, marker) in &acked {
+            let r = client
+                .get(format!("{base}/Basic/{id}/_history/{version}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status().as_u16(),
+                200,
+                "{engine}: acknowledged Basic/{id} v{version} is lost"
+            );
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(
+                v["identifier"][0]["value"],
+                marker.to_string(),
+                "{engine}: Basic/{id} v{version}"
+            );
+        }
+        // Histories have no holes: versions 1..=n, and the current version is the newest acknowledged or one
+        // more (a write that committed but whose answer was cut by the kill).
+        let mut ids: Vec<&String> = acked.iter().map(|(id, ..)| id).collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let newest = acked
+                .iter()
+                .filter(|(i, ..)| i == id)
+                .map(|(_, v, _)| *v)
+                .max()
+                .unwrap();
+            let history: Value = client
+                .get(format!("{base}/Basic/{id}/_history?_count=1000"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let total = history["total"].as_i64().unwrap();
+            assert!(
+                total == newest || total == newest + 1,
+                "{engine}: Basic/{id} has {total} versions, newest acknowledged {newest}"
+            );
+            let mut versions: Vec<i64> = history["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap().parse().unwrap())
+                .collect();
+            versions.sort();
+            assert_eq!(versions, (1..=total).collect::<Vec<_>>(), "{engine}: Basic/{id}");
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+}
+
+/// Concurrent updates that all name the same version with If-Match: exactly one succeeds.
+#[tokio::test]
+async fn concurrent_if_match_updates_never_both_succeed() {
+    for engine in engines() {
+        let app = crate::helpers::spawn_app(engine).await;
+        let id = app
+            .create(json!({"resourceType": "Basic", "code": {"text": "race"}}))
+            .await;
+        let attempts = (0..8).map(|n| {
+            let client = app.client.clone();
+            let url = format!("{}/Basic/{id}", app.base);
+            let body = json!({"resourceType": "Basic", "id": id, "code": {"text": format!("writer {n}")}}).to_string();
+            tokio::spawn(async move {
+                let r = client
+                    .put(url)
+                    .header("content-type", "application/fhir+json")
+                    .header("if-match", "W/\"1\"")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            })
+        });
+        let mut statuses = Vec::new();
+        for a in attempts {
+            statuses.push(a.await.unwrap());
+        }
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "{engine}: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 412),
+            "{engine}: {statuses:?}"
+        );
+        let (_, history) = app.get(&format!("Basic/{id}/_history")).await;
+        assert_eq!(history["total"], 2);
+    }
+}
