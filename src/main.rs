@@ -13,6 +13,9 @@ struct Cli {
     /// TOML configuration file (CARESPACE_* environment variables override it).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log one JSON object per line (same as CARESPACE_LOG_JSON=1).
+    #[arg(long, global = true)]
+    log_json: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -33,6 +36,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref()).map_err(anyhow::Error::msg)?;
+    config.log_json |= cli.log_json;
     init_logging(config.log_json);
     match cli.command.unwrap_or(Command::Serve { demo: false }) {
         Command::Serve { demo } => {

@@ -72,20 +72,34 @@ impl RawObject {
         out
     }
 
-    /// Keeps only the named top-level members (plus the mandatory ones), for `_elements`.
+    /// Keeps only the named top-level members (plus the mandatory ones), for `_elements`; `meta` gets the
+    /// SUBSETTED tag so nobody mistakes the result for the whole resource.
     pub fn only(&self, keep: &[String]) -> String {
         let mut out = String::from("{");
-        let mut first = true;
         for (k, v) in &self.0 {
-            if matches!(k.as_str(), "resourceType" | "id" | "meta") || keep.iter().any(|e| e == k) {
-                if !first {
-                    out.push(',');
+            let text = match k.as_str() {
+                "meta" => {
+                    let mut meta: Value =
+                        serde_json::from_str(v.get()).unwrap_or_else(|_| Value::Object(Default::default()));
+                    let subsetted = serde_json::json!({
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                        "code": "SUBSETTED"
+                    });
+                    match meta.get_mut("tag").and_then(Value::as_array_mut) {
+                        Some(tags) => tags.push(subsetted),
+                        None => meta["tag"] = Value::Array(vec![subsetted]),
+                    }
+                    meta.to_string()
                 }
-                first = false;
-                out.push_str(&Value::from(k.as_str()).to_string());
-                out.push(':');
-                out.push_str(v.get());
+                k if k == "resourceType" || k == "id" || keep.iter().any(|e| e == k) => v.get().to_owned(),
+                _ => continue,
+            };
+            if out.len() > 1 {
+                out.push(',');
             }
+            out.push_str(&Value::from(k.as_str()).to_string());
+            out.push(':');
+            out.push_str(&text);
         }
         out.push('}');
         out

@@ -1,4 +1,4 @@
-//! search-type over GET and POST `_search`.
+//! search-type over GET and POST `_search`. `Prefer: handling=strict` turns ignored parameters into errors.
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -10,14 +10,24 @@ use super::request::{Result, actor, check_type, query_pairs};
 use crate::AppState;
 use crate::error::Error;
 
+async fn search(state: &AppState, rtype: &str, params: &[(String, String)], headers: &HeaderMap) -> Result<Response> {
+    check_type(rtype)?;
+    let strict = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("handling=strict"));
+    let bundle = state.records.search(&actor(), rtype, params, strict).await?;
+    Ok(fhir_json(StatusCode::OK, bundle))
+}
+
 pub async fn search_get(
     State(state): State<AppState>,
     Path(rtype): Path<String>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response> {
-    check_type(&rtype)?;
-    let bundle = state.records.search(&actor(), &rtype, &query_pairs(q)).await?;
-    Ok(fhir_json(StatusCode::OK, bundle))
+    search(&state, &rtype, &query_pairs(q), &headers).await
 }
 
 pub async fn search_post(
@@ -27,7 +37,6 @@ pub async fn search_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    check_type(&rtype)?;
     let media = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -37,6 +46,5 @@ pub async fn search_post(
     }
     let mut params = query_pairs(q);
     params.extend(form_urlencoded::parse(&body).into_owned());
-    let bundle = state.records.search(&actor(), &rtype, &params).await?;
-    Ok(fhir_json(StatusCode::OK, bundle))
+    search(&state, &rtype, &params, &headers).await
 }

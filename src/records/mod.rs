@@ -496,8 +496,23 @@ impl Records {
         ))
     }
 
-    pub async fn search(&self, actor: &Actor, rtype: &str, params: &[(String, String)]) -> Result<String> {
+    /// A search; `strict` refuses parameters the server would otherwise ignore (`Prefer: handling=strict`).
+    pub async fn search(
+        &self,
+        actor: &Actor,
+        rtype: &str,
+        params: &[(String, String)],
+        strict: bool,
+    ) -> Result<String> {
         let req = search::parse(rtype, params, &self.registry, self.limits, &self.base)?;
+        if strict && !req.ignored.is_empty() {
+            return Err(Error::Invalid(
+                req.ignored
+                    .iter()
+                    .map(|w| Issue::new("not-supported", w.clone()))
+                    .collect(),
+            ));
+        }
         let grant = access::authorize(actor, Action::Search, rtype)?;
         self.run_search(&grant, rtype, &req).await
     }

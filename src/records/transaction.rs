@@ -398,7 +398,7 @@ impl Records {
         let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let result = match parts.as_slice() {
-            [t] => self.search(actor, t, &params).await.map(|b| BundleEntry {
+            [t] => self.search(actor, t, &params, false).await.map(|b| BundleEntry {
                 resource: Some(fjson::raw(b)),
                 ..status_entry("200 OK")
             }),

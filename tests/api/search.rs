@@ -82,5 +82,32 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
         want.sort();
         assert_eq!(got, want);
         assert_eq!(app.get("Observation?date=notadate").await.0, 400);
+        // Unknown parameters are ignored and reported in an outcome entry, or refused with handling=strict.
+        let (_, lenient) = app.get(&format!("Observation?patient={a}&colour=blue")).await;
+        assert_eq!(lenient["total"], 2);
+        assert!(
+            lenient["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["search"]["mode"] == "outcome")
+        );
+        assert!(!lenient["link"][0]["url"].as_str().unwrap().contains("colour"));
+        let strict = app
+            .client
+            .get(format!("{}/Observation?patient={a}&colour=blue", app.base))
+            .header("prefer", "handling=strict")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(strict.status().as_u16(), 400);
+        // _elements keeps the asked elements and marks the result SUBSETTED.
+        let (_, slim) = app.get(&format!("Observation?_id={b1}&_elements=status")).await;
+        let resource = &slim["entry"][0]["resource"];
+        assert_eq!(
+            (resource["status"].as_str(), resource.get("code")),
+            (Some("final"), None)
+        );
+        assert_eq!(resource["meta"]["tag"][0]["code"], "SUBSETTED");
     }
 }
