@@ -8,11 +8,16 @@ use super::fhir_json;
 use super::request::{Result, actor, check_type, query_pairs};
 use crate::AppState;
 
+async fn history(state: &AppState, rtype: Option<&str>, id: Option<&str>, query: Option<String>) -> Result<Response> {
+    if let Some(rtype) = rtype {
+        check_type(rtype)?;
+    }
+    let bundle = state.records.history(&actor(), rtype, id, &query_pairs(query)).await?;
+    Ok(fhir_json(StatusCode::OK, bundle))
+}
+
 pub async fn history_system(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response> {
-    Ok(fhir_json(
-        StatusCode::OK,
-        state.records.history(&actor(), None, None, &query_pairs(q)).await?,
-    ))
+    history(&state, None, None, q).await
 }
 
 pub async fn history_type(
@@ -20,14 +25,7 @@ pub async fn history_type(
     Path(rtype): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
-    check_type(&rtype)?;
-    Ok(fhir_json(
-        StatusCode::OK,
-        state
-            .records
-            .history(&actor(), Some(&rtype), None, &query_pairs(q))
-            .await?,
-    ))
+    history(&state, Some(&rtype), None, q).await
 }
 
 pub async fn history_instance(
@@ -35,12 +33,5 @@ pub async fn history_instance(
     Path((rtype, id)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
-    check_type(&rtype)?;
-    Ok(fhir_json(
-        StatusCode::OK,
-        state
-            .records
-            .history(&actor(), Some(&rtype), Some(&id), &query_pairs(q))
-            .await?,
-    ))
+    history(&state, Some(&rtype), Some(&id), q).await
 }

@@ -205,12 +205,11 @@ fn range_cmp(sql: &mut Sql, lo: &str, hi: &str, prefix: Prefix, low: i64, high: 
             .push(&format!(" AND {hi} <= "))
             .int(high)
             .push(")"),
-        Prefix::Ne => sql
-            .push(&format!("NOT ({lo} >= "))
-            .int(low)
-            .push(&format!(" AND {hi} <= "))
-            .int(high)
-            .push(")"),
+        Prefix::Ne => {
+            sql.push("NOT ");
+            range_cmp(sql, lo, hi, Prefix::Eq, low, high);
+            sql
+        }
         Prefix::Gt => sql.push(&format!("{hi} > ")).int(high),
         Prefix::Lt => sql.push(&format!("{lo} < ")).int(low),
         Prefix::Ge => sql.push(&format!("{hi} >= ")).int(low),
@@ -276,13 +275,16 @@ fn condition(sql: &mut Sql, cond: &Condition) {
         } => {
             sql.push("(");
             match prefix {
-                Prefix::Eq => sql.push("x.value >= ").float(*low).push(" AND x.value < ").float(*high),
-                Prefix::Ne => sql
-                    .push("NOT (x.value >= ")
-                    .float(*low)
-                    .push(" AND x.value < ")
-                    .float(*high)
-                    .push(")"),
+                Prefix::Eq | Prefix::Ne => {
+                    if *prefix == Prefix::Ne {
+                        sql.push("NOT ");
+                    }
+                    sql.push("(x.value >= ")
+                        .float(*low)
+                        .push(" AND x.value < ")
+                        .float(*high)
+                        .push(")")
+                }
                 Prefix::Gt | Prefix::Sa => sql.push("x.value > ").float(*value),
                 Prefix::Lt | Prefix::Eb => sql.push("x.value < ").float(*value),
                 Prefix::Ge => sql.push("x.value >= ").float(*value),

@@ -262,13 +262,44 @@ async fn errors_are_operation_outcomes_with_the_right_status() {
 async fn health_readiness_and_metrics() {
     let app = spawn_app("sqlite").await;
     let root = app.base.trim_end_matches("/fhir");
-    assert_eq!(app.client.get(format!("{root}/healthz")).send().await.unwrap().status().as_u16(), 200);
-    assert_eq!(app.client.get(format!("{root}/readyz")).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        app.client
+            .get(format!("{root}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(format!("{root}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
     app.get("Patient?name=x").await;
-    let metrics = app.client.get(format!("{root}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .client
+        .get(format!("{root}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        metrics.contains(r#"carespace_http_request_duration_seconds_count{method="GET",route="/fhir/{rtype}",status="200"}"#),
+        metrics.contains(
+            r#"carespace_http_request_duration_seconds_count{method="GET",route="/fhir/{rtype}",status="200"}"#
+        ),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"carespace_store_operation_duration_seconds_count{engine="sqlite",op="search"}"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"carespace_store_operation_duration_seconds_count{engine="sqlite",op="search"}"#),
+        "{metrics}"
+    );
 }

@@ -38,6 +38,10 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
         assert_eq!(ids(&r), vec![a1.clone(), b1.clone()]);
         let (_, r) = app.get("Observation?value-quantity=gt13.5").await;
         assert_eq!(ids(&r), vec![a2.clone()]);
+        let (_, r) = app.get(&format!("Observation?patient={a}&value-quantity=ne12.0")).await;
+        assert_eq!(ids(&r), vec![a2.clone()]);
+        let (_, r) = app.get(&format!("Observation?patient={a}&value-quantity=12&date=ne2025")).await;
+        assert_eq!(ids(&r), vec![a1.clone()]);
         let (_, r) = app.get("Patient?name=angstrom").await;
         assert_eq!(ids(&r), vec![a.clone()]);
         let (_, r) = app.get("Patient?name:exact=Berg&gender=male").await;
