@@ -11,6 +11,8 @@ pub struct TestApp {
     /// The database the server uses, for running the `carespace` command line against it.
     pub database_url: String,
     pub dir: tempfile::TempDir,
+    /// The running app's rooms, for driving the access gate with actors the HTTP doors do not make yet.
+    pub state: AppState,
 }
 
 /// The engines to run a test on: SQLite always, PostgreSQL when its URL is given.
@@ -51,12 +53,13 @@ pub async fn spawn_app(engine: &str) -> TestApp {
     config.database_url = new_database(engine, dir.path()).await;
     let database_url = config.database_url();
     let state = AppState::build(config).await.expect("build app");
-    tokio::spawn(carespace::serve(listener, state, std::future::pending()));
+    tokio::spawn(carespace::serve(listener, state.clone(), std::future::pending()));
     TestApp {
         base: format!("http://{addr}/fhir"),
         client: reqwest::Client::new(),
         database_url,
         dir,
+        state,
     }
 }
 

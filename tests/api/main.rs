@@ -2,6 +2,7 @@
 //! and (when CARESPACE_TEST_POSTGRES_URL is set) on PostgreSQL.
 
 mod durability;
+mod gate;
 mod helpers;
 mod interop;
 mod rest;

@@ -40,7 +40,9 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
         assert_eq!(ids(&r), vec![a2.clone()]);
         let (_, r) = app.get(&format!("Observation?patient={a}&value-quantity=ne12.0")).await;
         assert_eq!(ids(&r), vec![a2.clone()]);
-        let (_, r) = app.get(&format!("Observation?patient={a}&value-quantity=12&date=ne2025")).await;
+        let (_, r) = app
+            .get(&format!("Observation?patient={a}&value-quantity=12&date=ne2025"))
+            .await;
         assert_eq!(ids(&r), vec![a1.clone()]);
         let (_, r) = app.get("Patient?name=angstrom").await;
         assert_eq!(ids(&r), vec![a.clone()]);
