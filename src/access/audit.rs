@@ -2,6 +2,7 @@
 //! what (the resources), when, and the outcome. Built here, written by the caller through the store: in the
 //! same transaction as a write, right after a read.
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::Grant;
@@ -37,7 +38,7 @@ pub fn event(access: &Access<'_>) -> Value {
     if let Some(query) = access.query {
         entities.push(json!({
             "role": role("24", "Query"),
-            "query": base64_encode(query.as_bytes()),
+            "query": base64::engine::general_purpose::STANDARD.encode(query),
         }));
     }
     json!({
@@ -65,40 +66,4 @@ pub fn event(access: &Access<'_>) -> Value {
 
 fn role(code: &str, display: &str) -> Value {
     json!({ "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": code, "display": display })
-}
-
-/// Standard base64 with padding (AuditEvent.entity.query is base64Binary).
-pub fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::base64_encode;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(input.as_bytes()), want);
-        }
-    }
 }

@@ -15,6 +15,18 @@ use serde_json::{Value, json};
 
 use crate::error::Issue;
 
+/// The content type and decoded bytes of a Binary resource's JSON, for serving it in its native form.
+pub fn binary_content(binary_json: &str) -> Option<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    let v: Value = serde_json::from_str(binary_json).ok()?;
+    let content_type = v.get("contentType")?.as_str()?.to_owned();
+    let data = v.get("data").and_then(Value::as_str).unwrap_or("");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.split_whitespace().collect::<String>())
+        .ok()?;
+    Some((content_type, bytes))
+}
+
 /// An OperationOutcome for `issues` at `severity` (`error`, `warning`, `information`).
 pub fn operation_outcome(severity: &str, issues: &[Issue]) -> Value {
     let issue: Vec<Value> = issues

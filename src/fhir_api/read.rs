@@ -1,7 +1,7 @@
 //! read and vread.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::request::{Result, actor, check_type, resource_response};
@@ -12,6 +12,7 @@ use crate::records::transaction::parse_etag;
 pub async fn read(
     State(state): State<AppState>,
     Path((rtype, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
     check_type(&rtype)?;
@@ -24,7 +25,28 @@ pub async fn read(
     {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
+    if rtype == "Binary" && !wants_fhir(&headers, query.as_deref()) {
+        // A Binary asked for without a FHIR media type is served as itself (a PDF as a PDF).
+        if let Some((content_type, bytes)) = crate::fhir::binary_content(&r.body) {
+            let mut response = resource_response(&state, StatusCode::OK, &r, &HeaderMap::new(), false);
+            let native =
+                HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+            response.headers_mut().insert(header::CONTENT_TYPE, native);
+            *response.body_mut() = bytes.into();
+            return Ok(response);
+        }
+    }
     Ok(resource_response(&state, StatusCode::OK, &r, &HeaderMap::new(), false))
+}
+
+/// Whether the client asked for FHIR JSON (`Accept` naming JSON, or `_format`), rather than native content.
+fn wants_fhir(headers: &HeaderMap, query: Option<&str>) -> bool {
+    let format = query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "_format"));
+    format
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("json"))
 }
 
 pub async fn vread(

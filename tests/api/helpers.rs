@@ -54,9 +54,13 @@ pub async fn spawn_app(engine: &str) -> TestApp {
     let database_url = config.database_url();
     let state = AppState::build(config).await.expect("build app");
     tokio::spawn(carespace::serve(listener, state.clone(), std::future::pending()));
+    // Like FHIR clients, ask for FHIR JSON (a Binary is otherwise served in its own media type).
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::ACCEPT, reqwest::header::HeaderValue::from_static("application/fhir+json"));
+    let client = reqwest::Client::builder().default_headers(headers).build().expect("client");
     TestApp {
         base: format!("http://{addr}/fhir"),
-        client: reqwest::Client::new(),
+        client,
         database_url,
         dir,
         state,

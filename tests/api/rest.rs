@@ -253,6 +253,20 @@ async fn errors_are_operation_outcomes_with_the_right_status() {
     let bundle: serde_json::Value = r.json().await.unwrap();
     assert_eq!(bundle["total"], 1);
 
+    // A Binary asked for without a FHIR media type comes back as itself.
+    let pdf = b"%PDF-1.4 demo";
+    let binary = json!({"resourceType": "Binary", "contentType": "application/pdf", "data": "JVBERi0xLjQgZGVtbw=="});
+    let id = app.create(binary).await;
+    let native = reqwest::Client::new()
+        .get(format!("{}/Binary/{id}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(native.headers()["content-type"], "application/pdf");
+    assert_eq!(native.bytes().await.unwrap().as_ref(), pdf);
+    let (_, as_fhir) = app.get(&format!("Binary/{id}")).await;
+    assert_eq!(as_fhir["resourceType"], "Binary");
+
     // Every access was audited, and AuditEvents are searchable.
     let (_, audit) = app.get("AuditEvent?_summary=count").await;
     assert!(audit["total"].as_i64().unwrap() >= 4, "{audit}");
