@@ -26,6 +26,33 @@ pub fn local_reference(reference: &str, base: &str) -> String {
     rel.to_owned()
 }
 
+/// Every local reference (`Type`, `id`) anywhere in a resource.
+pub fn references(resource: &Value, base: &str) -> Vec<(String, String)> {
+    fn walk(v: &Value, base: &str, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("reference") {
+                    let local = local_reference(r, base);
+                    if let Some((t, id)) = local
+                        .split_once('/')
+                        .filter(|(t, id)| !id.contains('/') && !t.contains(':'))
+                    {
+                        out.push((t.to_owned(), id.to_owned()));
+                    }
+                }
+                map.values().for_each(|v| walk(v, base, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, base, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(resource, base, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Index entries of every parameter of the resource's type.
 pub fn index(registry: &Registry, rtype: &str, resource: &Value, base: &str) -> Vec<IndexEntry> {
     let mut out = Vec::new();

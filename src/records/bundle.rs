@@ -209,11 +209,13 @@ pub fn everything(
     patient: &str,
     params: &[(String, String)],
     rows: &[Stored],
+    referenced: &[Stored],
     total: i64,
     count: i64,
     offset: i64,
 ) -> String {
-    let entries = rows.iter().map(|r| entry(base, r, "match", None)).collect();
+    let mut entries: Vec<BundleEntry> = rows.iter().map(|r| entry(base, r, "match", None)).collect();
+    entries.extend(referenced.iter().map(|r| entry(base, r, "include", None)));
     let links = page_links(
         base,
         &format!("Patient/{patient}/$everything"),

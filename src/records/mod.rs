@@ -596,19 +596,50 @@ impl Records {
         }
         let (rows, total) = self.store.compartment(&grant, patient, &filter).await?;
         let stored: Vec<Stored> = rows.into_iter().map(Self::to_stored).collect::<Result<_>>()?;
-        self.audit_read(&grant, "operation", &stored, None).await?;
+        // Plus what the page refers to that belongs to no patient (who treated them, where, with what).
+        let mut refs: Vec<(String, String)> = stored
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+            .flat_map(|v| extract::references(&v, &self.base))
+            .filter(|(t, _)| SHARED_TYPES.contains(&t.as_str()))
+            .collect();
+        refs.sort();
+        refs.dedup();
+        let referenced: Vec<Stored> = self
+            .store
+            .read_many(&grant, &refs)
+            .await?
+            .into_iter()
+            .map(Self::to_stored)
+            .collect::<Result<_>>()?;
+        let mut audited = stored.clone();
+        audited.extend(referenced.iter().cloned());
+        self.audit_read(&grant, "operation", &audited, None).await?;
         let used: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_offset").cloned().collect();
         Ok(bundle::everything(
             &self.base,
             patient,
             &used,
             &stored,
+            &referenced,
             total,
             filter.count,
             filter.offset,
         ))
     }
 }
+
+/// Types that hold no patient's data but that records refer to; `$everything` includes the ones referenced.
+const SHARED_TYPES: &[&str] = &[
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "Medication",
+    "HealthcareService",
+    "Endpoint",
+    "Substance",
+];
 
 /// The grant the server uses for its own bookkeeping writes (audit records).
 fn system_grant(action: Action) -> Grant {

@@ -56,8 +56,14 @@ pub async fn spawn_app(engine: &str) -> TestApp {
     tokio::spawn(carespace::serve(listener, state.clone(), std::future::pending()));
     // Like FHIR clients, ask for FHIR JSON (a Binary is otherwise served in its own media type).
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::ACCEPT, reqwest::header::HeaderValue::from_static("application/fhir+json"));
-    let client = reqwest::Client::builder().default_headers(headers).build().expect("client");
+    headers.insert(
+        reqwest::header::ACCEPT,
+        reqwest::header::HeaderValue::from_static("application/fhir+json"),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client");
     TestApp {
         base: format!("http://{addr}/fhir"),
         client,

@@ -115,5 +115,22 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
             (Some("final"), None)
         );
         assert_eq!(resource["meta"]["tag"][0]["code"], "SUBSETTED");
+        // $everything also brings what the record refers to that is no patient's: here, who performed a test.
+        let doctor = app
+            .create(json!({"resourceType": "Practitioner", "name": [{"family": "Okafor"}]}))
+            .await;
+        let mut with_performer = lab(&a, "2345-7", "2025-04-01T09:00:00Z", 90.0);
+        with_performer["performer"] = json!([{"reference": format!("Practitioner/{doctor}")}]);
+        app.create(with_performer).await;
+        let (_, everything) = app.get(&format!("Patient/{a}/$everything")).await;
+        let included: Vec<&serde_json::Value> = everything["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == "include")
+            .collect();
+        assert_eq!(included.len(), 1);
+        assert_eq!(included[0]["resource"]["id"], doctor.as_str());
+        assert_eq!(everything["total"], 4);
     }
 }
