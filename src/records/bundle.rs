@@ -85,28 +85,36 @@ fn url(base: &str, path: &str, params: &[(String, String)], offset: Option<i64>)
     }
 }
 
-/// self, next and previous links for an offset page.
-fn page_links(
-    base: &str,
-    path: &str,
-    params: &[(String, String)],
-    total: Option<i64>,
-    shown: usize,
-    count: i64,
-    offset: i64,
-) -> Vec<(&'static str, String)> {
-    let mut links = vec![("self", url(base, path, params, Some(offset)))];
-    let more = match total {
-        Some(t) => offset + count < t,
-        None => shown as i64 >= count && count > 0,
-    };
-    if more && count > 0 {
-        links.push(("next", url(base, path, params, Some(offset + count))));
+/// Where a page of results sits: the URL it answers (path relative to the FHIR base, and the parameters in
+/// force, without `_offset`), the total if known, and the page size and offset.
+pub struct Page<'a> {
+    pub path: String,
+    pub params: &'a [(String, String)],
+    pub total: Option<i64>,
+    pub count: i64,
+    pub offset: i64,
+}
+
+impl Page<'_> {
+    /// self, next and previous links; `shown` is how many matches this page holds.
+    fn links(&self, base: &str, shown: usize) -> Vec<(&'static str, String)> {
+        let (count, offset) = (self.count, self.offset);
+        let mut links = vec![("self", url(base, &self.path, self.params, Some(offset)))];
+        let more = match self.total {
+            Some(t) => offset + count < t,
+            None => shown as i64 >= count,
+        };
+        if more && count > 0 {
+            links.push(("next", url(base, &self.path, self.params, Some(offset + count))));
+        }
+        if offset > 0 && count > 0 {
+            links.push((
+                "previous",
+                url(base, &self.path, self.params, Some((offset - count).max(0))),
+            ));
+        }
+        links
     }
-    if offset > 0 && count > 0 {
-        links.push(("previous", url(base, path, params, Some((offset - count).max(0)))));
-    }
-    links
 }
 
 fn entry(base: &str, r: &Stored, mode: &'static str, elements: Option<&[String]>) -> BundleEntry {
@@ -152,27 +160,17 @@ pub fn searchset(
             response: None,
         });
     }
-    let links = page_links(
-        base,
-        rtype,
-        &req.used,
+    let page = Page {
+        path: rtype.to_owned(),
+        params: &req.used,
         total,
-        matches.len(),
-        req.query.count,
-        req.query.offset,
-    );
-    bundle("searchset", total, links, entries)
+        count: req.query.count,
+        offset: req.query.offset,
+    };
+    bundle("searchset", total, page.links(base, matches.len()), entries)
 }
 
-pub fn history(
-    base: &str,
-    path: &str,
-    params: &[(String, String)],
-    rows: &[Row],
-    total: i64,
-    count: i64,
-    offset: i64,
-) -> String {
+pub fn history(base: &str, page: &Page<'_>, rows: &[Row]) -> String {
     let entries = rows
         .iter()
         .map(|r| {
@@ -200,30 +198,12 @@ pub fn history(
             }
         })
         .collect();
-    let links = page_links(base, path, params, Some(total), rows.len(), count, offset);
-    bundle("history", Some(total), links, entries)
+    bundle("history", page.total, page.links(base, rows.len()), entries)
 }
 
-pub fn everything(
-    base: &str,
-    patient: &str,
-    params: &[(String, String)],
-    rows: &[Stored],
-    referenced: &[Stored],
-    total: i64,
-    count: i64,
-    offset: i64,
-) -> String {
+/// A page of `$everything`: the compartment's resources, then those they refer to.
+pub fn everything(base: &str, page: &Page<'_>, rows: &[Stored], referenced: &[Stored]) -> String {
     let mut entries: Vec<BundleEntry> = rows.iter().map(|r| entry(base, r, "match", None)).collect();
     entries.extend(referenced.iter().map(|r| entry(base, r, "include", None)));
-    let links = page_links(
-        base,
-        &format!("Patient/{patient}/$everything"),
-        params,
-        Some(total),
-        rows.len(),
-        count,
-        offset,
-    );
-    bundle("searchset", Some(total), links, entries)
+    bundle("searchset", page.total, page.links(base, rows.len()), entries)
 }

@@ -485,15 +485,14 @@ impl Records {
             _ => "_history".to_owned(),
         };
         let used: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_offset").cloned().collect();
-        Ok(bundle::history(
-            &self.base,
-            &path,
-            &used,
-            &rows,
-            total,
-            query.count,
-            query.offset,
-        ))
+        let page = bundle::Page {
+            path,
+            params: &used,
+            total: Some(total),
+            count: query.count,
+            offset: query.offset,
+        };
+        Ok(bundle::history(&self.base, &page, &rows))
     }
 
     /// A search; `strict` refuses parameters the server would otherwise ignore (`Prefer: handling=strict`).
@@ -616,16 +615,14 @@ impl Records {
         audited.extend(referenced.iter().cloned());
         self.audit_read(&grant, "operation", &audited, None).await?;
         let used: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_offset").cloned().collect();
-        Ok(bundle::everything(
-            &self.base,
-            patient,
-            &used,
-            &stored,
-            &referenced,
-            total,
-            filter.count,
-            filter.offset,
-        ))
+        let page = bundle::Page {
+            path: format!("Patient/{patient}/$everything"),
+            params: &used,
+            total: Some(total),
+            count: filter.count,
+            offset: filter.offset,
+        };
+        Ok(bundle::everything(&self.base, &page, &stored, &referenced))
     }
 }
 
