@@ -68,6 +68,8 @@ pub enum Error {
     NotSupported(String),
     #[error("too large: {0}")]
     TooLarge(String),
+    #[error("not acceptable: {0}")]
+    NotAcceptable(String),
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
     #[error("forbidden: {0}")]

@@ -43,6 +43,7 @@ pub fn router() -> Router<AppState> {
         )
         .method_not_allowed_fallback(request::method_not_allowed)
         .fallback(request::unknown_route)
+        .layer(axum::middleware::from_fn(request::json_only))
 }
 
 /// A FHIR JSON response.

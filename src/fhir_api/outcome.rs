@@ -8,6 +8,7 @@
 //! | Conflict / PreconditionFailed | 409 / 412 | conflict |
 //! | MethodNotAllowed / NotSupported | 405 / 400 | not-supported |
 //! | TooLarge / UnsupportedMediaType | 413 / 415 | too-costly / structure |
+//! | NotAcceptable | 406 | not-supported |
 //! | Forbidden | 403 | forbidden |
 //! | Store | 500 | exception (the cause is logged, not sent) |
 
@@ -30,6 +31,7 @@ pub fn status_and_outcome(err: &Error) -> (StatusCode, Value) {
         Error::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, one("not-supported", m)),
         Error::NotSupported(m) => (StatusCode::BAD_REQUEST, one("not-supported", m)),
         Error::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, one("too-costly", m)),
+        Error::NotAcceptable(m) => (StatusCode::NOT_ACCEPTABLE, one("not-supported", m)),
         Error::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, one("structure", m)),
         Error::Forbidden(m) => (StatusCode::FORBIDDEN, one("forbidden", m)),
         Error::Store(cause) => {

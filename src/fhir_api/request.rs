@@ -110,6 +110,29 @@ pub fn written_response(state: &AppState, w: &Written, headers: &HeaderMap) -> R
     resource_response(state, status, &w.resource, headers, true)
 }
 
+/// This server speaks FHIR JSON only: a request that accepts nothing else (XML, turtle) gets 406.
+pub async fn json_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*")
+        .to_ascii_lowercase();
+    let format = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "_format")
+            .map(|(_, v)| v.to_ascii_lowercase())
+    });
+    let refuses_json = |s: &str| {
+        (s.contains("xml") || s.contains("turtle") || s == "ttl") && !s.contains("json") && !s.contains("*/*")
+    };
+    if format.as_deref().is_some_and(refuses_json) || refuses_json(&accept) {
+        let err = Error::NotAcceptable("this server answers in FHIR JSON only (application/fhir+json)".into());
+        return FhirError(err).into_response();
+    }
+    next.run(req).await
+}
+
 pub async fn method_not_allowed() -> Response {
     FhirError(Error::MethodNotAllowed(
         "this interaction is not allowed on this URL".into(),

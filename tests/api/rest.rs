@@ -164,112 +164,127 @@ async fn published_capability_statement_matches_metadata() {
 
 #[tokio::test]
 async fn errors_are_operation_outcomes_with_the_right_status() {
-    let app = spawn_app("sqlite").await;
-    let outcome_status = |r: &serde_json::Value| r["resourceType"] == "OperationOutcome";
+    for engine in engines() {
+        let app = spawn_app(engine).await;
+        let outcome_status = |r: &serde_json::Value| r["resourceType"] == "OperationOutcome";
 
-    // 422: a resource claiming our lab profile without a LOINC code and an effective time; nothing is stored.
-    let lab = json!({"resourceType": "Observation", "id": "bad-lab", "status": "final",
+        // 422: a resource claiming our lab profile without a LOINC code and an effective time; nothing is stored.
+        let lab = json!({"resourceType": "Observation", "id": "bad-lab", "status": "final",
         "meta": {"profile": ["http://carespace.example/fhir/StructureDefinition/carespace-lab-observation"]},
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
         "code": {"text": "Hb"}, "subject": {"reference": "Patient/x"}});
-    let (status, _, outcome) = app.put("Observation/bad-lab", &lab).await;
-    assert_eq!(status, 422, "{outcome}");
-    let paths: Vec<&str> = outcome["issue"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|i| i["expression"][0].as_str())
-        .collect();
-    assert!(
-        paths.contains(&"Observation.code") && paths.contains(&"Observation.effective[x]"),
-        "{outcome}"
-    );
-    assert_eq!(app.get("Observation/bad-lab").await.0, 404);
+        let (status, _, outcome) = app.put("Observation/bad-lab", &lab).await;
+        assert_eq!(status, 422, "{outcome}");
+        let paths: Vec<&str> = outcome["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["expression"][0].as_str())
+            .collect();
+        assert!(
+            paths.contains(&"Observation.code") && paths.contains(&"Observation.effective[x]"),
+            "{outcome}"
+        );
+        assert_eq!(app.get("Observation/bad-lab").await.0, 404);
 
-    // 413: a body over the limit (16 MiB by default).
-    let big = format!(
-        "{{\"resourceType\":\"Basic\",\"code\":{{\"text\":\"{}\"}}}}",
-        "x".repeat(17 * 1024 * 1024)
-    );
-    let r = app
-        .client
-        .post(format!("{}/Basic", app.base))
-        .header("content-type", "application/fhir+json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 413);
-    assert!(outcome_status(&r.json().await.unwrap()));
+        // 413: a body over the limit (16 MiB by default).
+        let big = format!(
+            "{{\"resourceType\":\"Basic\",\"code\":{{\"text\":\"{}\"}}}}",
+            "x".repeat(17 * 1024 * 1024)
+        );
+        let r = app
+            .client
+            .post(format!("{}/Basic", app.base))
+            .header("content-type", "application/fhir+json")
+            .body(big)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 413);
+        assert!(outcome_status(&r.json().await.unwrap()));
 
-    // 405 and 404 on routes.
-    let r = app.client.patch(format!("{}/Patient", app.base)).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 405);
-    assert!(outcome_status(&r.json().await.unwrap()));
-    let (status, outcome) = app.get("NotAType/1").await;
-    assert_eq!((status, outcome_status(&outcome)), (404, true));
-    let (status, _, outcome) = app
-        .post("MedicinalProduct", &json!({"resourceType": "MedicinalProduct"}))
-        .await;
-    assert_eq!((status, outcome_status(&outcome)), (404, true));
+        // 405 and 404 on routes.
+        let r = app.client.patch(format!("{}/Patient", app.base)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 405);
+        assert!(outcome_status(&r.json().await.unwrap()));
+        let (status, outcome) = app.get("NotAType/1").await;
+        assert_eq!((status, outcome_status(&outcome)), (404, true));
+        let (status, _, outcome) = app
+            .post("MedicinalProduct", &json!({"resourceType": "MedicinalProduct"}))
+            .await;
+        assert_eq!((status, outcome_status(&outcome)), (404, true));
 
-    // Prefer: return=minimal answers without a body; return=OperationOutcome with one.
-    let r = app
-        .client
-        .post(format!("{}/Patient", app.base))
-        .header("content-type", "application/fhir+json; fhirVersion=4.0")
-        .header("prefer", "return=minimal")
-        .body(json!({"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "1"}]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    assert!(r.headers().contains_key("location"));
-    assert!(r.text().await.unwrap().is_empty());
+        // FHIR JSON only: asking for XML gets 406.
+        let r = app
+            .client
+            .get(format!("{}/metadata", app.base))
+            .header("accept", "application/fhir+xml")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 406);
+        assert_eq!(app.get("metadata?_format=xml").await.0, 406);
+        assert_eq!(app.get("metadata?_format=json").await.0, 200);
 
-    // If-None-Exist: a match answers 200 with the existing resource and creates nothing.
-    let r = app
-        .client
-        .post(format!("{}/Patient", app.base))
-        .header("content-type", "application/fhir+json")
-        .header("if-none-exist", "identifier=urn:x|1")
-        .body(json!({"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "1"}]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let (_, all) = app.get("Patient?identifier=urn:x|1").await;
-    assert_eq!(all["total"], 1);
+        // Prefer: return=minimal answers without a body; return=OperationOutcome with one.
+        let r = app
+            .client
+            .post(format!("{}/Patient", app.base))
+            .header("content-type", "application/fhir+json; fhirVersion=4.0")
+            .header("prefer", "return=minimal")
+            .body(json!({"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "1"}]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        assert!(r.headers().contains_key("location"));
+        assert!(r.text().await.unwrap().is_empty());
 
-    // POST _search with a form body answers like GET.
-    let r = app
-        .client
-        .post(format!("{}/Patient/_search", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("identifier=urn%3Ax%7C1")
-        .send()
-        .await
-        .unwrap();
-    let bundle: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(bundle["total"], 1);
+        // If-None-Exist: a match answers 200 with the existing resource and creates nothing.
+        let r = app
+            .client
+            .post(format!("{}/Patient", app.base))
+            .header("content-type", "application/fhir+json")
+            .header("if-none-exist", "identifier=urn:x|1")
+            .body(json!({"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "1"}]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let (_, all) = app.get("Patient?identifier=urn:x|1").await;
+        assert_eq!(all["total"], 1);
 
-    // A Binary asked for without a FHIR media type comes back as itself.
-    let pdf = b"%PDF-1.4 demo";
-    let binary = json!({"resourceType": "Binary", "contentType": "application/pdf", "data": "JVBERi0xLjQgZGVtbw=="});
-    let id = app.create(binary).await;
-    let native = reqwest::Client::new()
-        .get(format!("{}/Binary/{id}", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(native.headers()["content-type"], "application/pdf");
-    assert_eq!(native.bytes().await.unwrap().as_ref(), pdf);
-    let (_, as_fhir) = app.get(&format!("Binary/{id}")).await;
-    assert_eq!(as_fhir["resourceType"], "Binary");
+        // POST _search with a form body answers like GET.
+        let r = app
+            .client
+            .post(format!("{}/Patient/_search", app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("identifier=urn%3Ax%7C1")
+            .send()
+            .await
+            .unwrap();
+        let bundle: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(bundle["total"], 1);
 
-    // Every access was audited, and AuditEvents are searchable.
-    let (_, audit) = app.get("AuditEvent?_summary=count").await;
-    assert!(audit["total"].as_i64().unwrap() >= 4, "{audit}");
+        // A Binary asked for without a FHIR media type comes back as itself.
+        let pdf = b"%PDF-1.4 demo";
+        let binary =
+            json!({"resourceType": "Binary", "contentType": "application/pdf", "data": "JVBERi0xLjQgZGVtbw=="});
+        let id = app.create(binary).await;
+        let native = reqwest::Client::new()
+            .get(format!("{}/Binary/{id}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(native.headers()["content-type"], "application/pdf");
+        assert_eq!(native.bytes().await.unwrap().as_ref(), pdf);
+        let (_, as_fhir) = app.get(&format!("Binary/{id}")).await;
+        assert_eq!(as_fhir["resourceType"], "Binary");
+
+        // Every access was audited, and AuditEvents are searchable.
+        let (_, audit) = app.get("AuditEvent?_summary=count").await;
+        assert!(audit["total"].as_i64().unwrap() >= 4, "{audit}");
+    }
 }
 
 #[tokio::test]
