@@ -256,7 +256,9 @@ fn condition(sql: &mut Sql, cond: &Condition) {
                 .push(")");
         }
         Condition::TextContains(norm) => {
-            sql.push("instr(x.norm, ").text(norm).push(") > 0");
+            // LIKE with an escaped pattern works the same on both engines (SQLite has no strpos, PostgreSQL no instr).
+            let escaped = norm.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            sql.push("x.norm LIKE ").text(&format!("%{escaped}%")).push(" ESCAPE '\\'");
         }
         Condition::TextExact(exact) => {
             sql.push("x.exact = ").text(exact);

@@ -46,6 +46,10 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
         assert_eq!(ids(&r), vec![a1.clone()]);
         let (_, r) = app.get("Patient?name=angstrom").await;
         assert_eq!(ids(&r), vec![a.clone()]);
+        let (_, r) = app.get("Patient?name:contains=NGSTR").await;
+        assert_eq!(ids(&r), vec![a.clone()]);
+        let (_, r) = app.get("Patient?name:contains=%25").await;
+        assert!(ids(&r).is_empty(), "% is a character, not a wildcard");
         let (_, r) = app.get("Patient?name:exact=Berg&gender=male").await;
         assert_eq!(ids(&r), vec![b.clone()]);
         let (_, r) = app.get("Patient?birthdate=lt1975&gender=female,male").await;
