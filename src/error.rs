@@ -86,8 +86,15 @@ impl Error {
 }
 
 impl From<sqlx::Error> for Error {
+    /// A unique violation is two writers creating the same thing at once: a conflict the writer can retry,
+    /// on either engine, without matching on SQL text.
     fn from(err: sqlx::Error) -> Self {
-        Error::Store(err.to_string())
+        match err.as_database_error() {
+            Some(db) if db.is_unique_violation() => {
+                Error::Conflict("changed by another request at the same time".into())
+            }
+            _ => Error::Store(err.to_string()),
+        }
     }
 }
 

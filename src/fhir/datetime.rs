@@ -27,22 +27,21 @@ pub fn range(value: &str) -> Option<(i64, i64)> {
         return match (month, day) {
             (None, _) => {
                 let start = Date::from_calendar_date(year, Month::January, 1).ok()?;
-                let end = Date::from_calendar_date(year + 1, Month::January, 1).ok()?;
-                Some(span(start, end))
+                Some(span(start, Date::from_calendar_date(year + 1, Month::January, 1).ok()))
             }
             (Some(m), None) => {
                 let month = Month::try_from(m).ok()?;
                 let start = Date::from_calendar_date(year, month, 1).ok()?;
                 let end = if month == Month::December {
-                    Date::from_calendar_date(year + 1, Month::January, 1).ok()?
+                    Date::from_calendar_date(year + 1, Month::January, 1).ok()
                 } else {
-                    Date::from_calendar_date(year, month.next(), 1).ok()?
+                    Date::from_calendar_date(year, month.next(), 1).ok()
                 };
                 Some(span(start, end))
             }
             (Some(m), Some(d)) => {
                 let start = Date::from_calendar_date(year, Month::try_from(m).ok()?, d).ok()?;
-                Some(span(start, start.next_day()?))
+                Some(span(start, start.next_day()))
             }
         };
     };
@@ -89,9 +88,11 @@ pub fn range(value: &str) -> Option<(i64, i64)> {
     Some((low, low + width - 1))
 }
 
-fn span(start: Date, end: Date) -> (i64, i64) {
+/// From the start of `start` to just before `end`; no `end` means past 9999-12-31 (the last FHIR year).
+fn span(start: Date, end: Option<Date>) -> (i64, i64) {
+    const YEAR_10000: i64 = 253_402_300_800_000;
     let ms = |d: Date| d.midnight().assume_utc().unix_timestamp() * 1000;
-    (ms(start), ms(end) - 1)
+    (ms(start), end.map_or(YEAR_10000, ms) - 1)
 }
 
 fn digits<T: std::str::FromStr>(s: &str, len: usize) -> Option<T> {
@@ -109,6 +110,9 @@ mod tests {
         let year = range("2024").unwrap();
         assert_eq!(year, (1_704_067_200_000, 1_735_689_599_999));
         assert_eq!(range("2024-02").unwrap(), (1_706_745_600_000, 1_709_251_199_999));
+        for end_of_time in ["9999", "9999-12", "9999-12-31"] {
+            assert_eq!(range(end_of_time).unwrap().1, 253_402_300_799_999, "{end_of_time}");
+        }
         assert_eq!(range("2024-02-29").unwrap(), (1_709_164_800_000, 1_709_251_199_999));
         assert_eq!(
             range("2024-02-29T00:00:00Z").unwrap(),

@@ -56,6 +56,9 @@ pub fn parse(
     limits: Limits,
     base: &str,
 ) -> Result<SearchRequest> {
+    if params.len() > MAX_PARAMETERS {
+        return Err(bad("(all)", &format!("more than {MAX_PARAMETERS} parameters")));
+    }
     let mut req = SearchRequest {
         query: Query {
             rtype: rtype.to_owned(),
@@ -80,11 +83,7 @@ pub fn parse(
                 req.query.count = n.min(limits.max_count);
             }
             "_offset" => {
-                req.query.offset = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| bad(key, "must be a whole number"))?;
+                req.query.offset = offset(value).ok_or_else(|| bad(key, "must be a whole number up to 10^9"))?
             }
             "_total" => req.query.total = value != "none",
             "_summary" => match value.as_str() {
@@ -153,16 +152,16 @@ pub fn parse(
                 }
             }
             "_format" | "_pretty" => used = false,
-            "_id" => {
-                let values = split_or(value);
+            "_id" if modifier.is_none() => {
+                let values = alternatives(key, value)?;
                 req.query.clauses.push(Clause {
                     param: "_id".into(),
                     any_of: values.into_iter().map(Condition::Id).collect(),
                     negate: false,
                 });
             }
-            "_lastUpdated" => {
-                let any_of = split_or(value)
+            "_lastUpdated" if modifier.is_none() => {
+                let any_of = alternatives(key, value)?
                     .iter()
                     .map(|v| date_condition(key, v, true))
                     .collect::<Result<_>>()?;
@@ -172,6 +171,7 @@ pub fn parse(
                     negate: false,
                 });
             }
+            "_id" | "_lastUpdated" => return Err(Error::NotSupported(format!("modifier on {key} is not supported"))),
             _ => match registry.param(rtype, name) {
                 Some(param) => {
                     let clause = clause(name, param.kind, modifier, value, key, base)?;
@@ -200,8 +200,30 @@ pub fn parse(
     Ok(req)
 }
 
+/// A paging offset: a whole number from 0 to 10^9 (our next links never go further; larger is abuse).
+pub fn offset(value: &str) -> Option<i64> {
+    value.parse::<i64>().ok().filter(|n| (0..=1_000_000_000).contains(n))
+}
+
+/// The most alternatives one parameter may list (`code=a,b,c…`): enough for any real query, and a bound on the
+/// size of the SQL it becomes.
+const MAX_ALTERNATIVES: usize = 100;
+
+/// The most parameters one search may carry.
+const MAX_PARAMETERS: usize = 100;
+
 fn bad(key: &str, why: &str) -> Error {
     Error::invalid(Issue::new("processing", format!("search parameter {key}: {why}")))
+}
+
+/// The alternatives of a parameter value: at least one, at most [`MAX_ALTERNATIVES`].
+fn alternatives(key: &str, value: &str) -> Result<Vec<String>> {
+    let values = split_or(value);
+    match values.len() {
+        0 => Err(bad(key, "has no value")),
+        n if n > MAX_ALTERNATIVES => Err(bad(key, &format!("lists more than {MAX_ALTERNATIVES} values"))),
+        _ => Ok(values),
+    }
 }
 
 /// Comma-separated alternatives, with `\,` as a literal comma.
@@ -263,9 +285,12 @@ fn number_condition(key: &str, value: &str) -> Result<Condition> {
     let system = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
     let code = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
     let (prefix, digits) = prefix_of(number);
+    // FHIR numbers are plain decimals: no exponent, no inf or NaN.
     let v: f64 = digits
         .parse()
-        .map_err(|_| bad(key, &format!("'{number}' is not a number")))?;
+        .ok()
+        .filter(|v: &f64| v.is_finite() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-'))
+        .ok_or_else(|| bad(key, &format!("'{number}' is not a decimal number")))?;
     // The implicit range of a decimal is half a unit of its last digit on each side (5.4 covers 5.35..5.45).
     let decimals = digits.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
     let half = 0.5 * 10f64.powi(-decimals);
@@ -280,10 +305,7 @@ fn number_condition(key: &str, value: &str) -> Result<Condition> {
 }
 
 fn clause(name: &str, kind: Kind, modifier: Option<&str>, value: &str, key: &str, base: &str) -> Result<Clause> {
-    let values = split_or(value);
-    if values.is_empty() {
-        return Err(bad(key, "has no value"));
-    }
+    let values = alternatives(key, value)?;
     let mut negate = false;
     let mut param = name.to_owned();
     if modifier == Some("missing") {
@@ -480,6 +502,11 @@ mod tests {
         assert!(req("Observation", &[("date", "yesterday")]).is_err());
         assert!(req("Observation", &[("code:text", "x")]).is_err());
         assert!(req("Observation", &[("_count", "-1")]).is_err());
+        assert!(req("Observation", &[("value-quantity", "inf")]).is_err());
+        assert!(req("Observation", &[("value-quantity", "1e5")]).is_err());
+        assert!(req("Observation", &[("_id:missing", "true")]).is_err());
+        assert!(req("Observation", &[("_offset", "9223372036854775807")]).is_err());
+        assert!(req("Observation", &[("code", &vec!["a"; 101].join(","))]).is_err());
         assert_eq!(split_or(r"a\,b,c"), vec!["a,b".to_owned(), "c".to_owned()]);
     }
 }

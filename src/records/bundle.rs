@@ -101,11 +101,14 @@ impl Page<'_> {
         let (count, offset) = (self.count, self.offset);
         let mut links = vec![("self", url(base, &self.path, self.params, Some(offset)))];
         let more = match self.total {
-            Some(t) => offset + count < t,
+            Some(t) => offset.saturating_add(count) < t,
             None => shown as i64 >= count,
         };
         if more && count > 0 {
-            links.push(("next", url(base, &self.path, self.params, Some(offset + count))));
+            links.push((
+                "next",
+                url(base, &self.path, self.params, Some(offset.saturating_add(count))),
+            ));
         }
         if offset > 0 && count > 0 {
             links.push((

@@ -161,7 +161,16 @@ impl Records {
                     Issue::new("invalid", format!("id {b} does not match the URL's {url_id}")).at("id"),
                 ));
             }
-            (Some(url_id), _) => {
+            (Some(url_id), None) => {
+                return Err(Error::invalid(
+                    Issue::new(
+                        "required",
+                        format!("the resource must carry its id ({url_id}) on update"),
+                    )
+                    .at("id"),
+                ));
+            }
+            (Some(url_id), Some(_)) => {
                 if !parse::valid_id(url_id) {
                     return Err(Error::invalid(Issue::new("value", format!("invalid id '{url_id}'"))));
                 }
@@ -364,6 +373,18 @@ impl Records {
             .into_owned()
             .collect();
         let mut req = search::parse(rtype, &params, &self.registry, self.limits, &self.base)?;
+        // Criteria that would match everything (none, or only parameters we ignore) must not pick a resource.
+        if !req.ignored.is_empty() || req.query.clauses.is_empty() {
+            let why = req
+                .ignored
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "no search criteria".into());
+            return Err(Error::invalid(Issue::new(
+                "processing",
+                format!("conditional criteria '{criteria}': {why}"),
+            )));
+        }
         req.query.count = 2;
         req.query.total = false;
         let grant = access::authorize(actor, Action::Search, rtype)?;
@@ -464,7 +485,10 @@ impl Records {
             }
         }
         let (rows, total) = self.store.history(&grant, &query).await?;
-        if let (Some(rtype), Some(id), true) = (rtype, id, total == 0) {
+        // An instance with no versions in range is an empty history; one that never existed (for this grant) is 404.
+        if let (Some(rtype), Some(id), true) = (rtype, id, total == 0)
+            && self.store.read(&grant, rtype, id).await?.is_none()
+        {
             return Err(not_found(rtype, id));
         }
         let stored: Vec<Stored> = rows.iter().filter_map(|r| Self::to_stored(r.clone()).ok()).collect();
@@ -569,10 +593,12 @@ impl Records {
     /// `Patient/{id}/$everything`: the patient's whole compartment, paged.
     pub async fn everything(&self, actor: &Actor, patient: &str, params: &[(String, String)]) -> Result<String> {
         let grant = access::authorize(actor, Action::Read, "Patient")?;
-        self.store
+        let row = self
+            .store
             .read(&grant, "Patient", patient)
             .await?
             .ok_or_else(|| not_found("Patient", patient))?;
+        Self::to_stored(row)?; // a deleted patient answers 410
         let mut filter = CompartmentFilter {
             count: self.limits.max_count,
             exclude: vec!["AuditEvent".into()],
@@ -656,7 +682,7 @@ fn since(k: &str, v: &str) -> Result<i64> {
 }
 
 fn offset(k: &str, v: &str) -> Result<i64> {
-    v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| bad_param(k, v))
+    search::offset(v).ok_or_else(|| bad_param(k, v))
 }
 
 fn date_range(k: &str, v: &str) -> Result<(i64, i64)> {

@@ -275,6 +275,17 @@ impl Records {
                 };
                 let grant = access::authorize(actor, action, &rtype)?;
                 let (mut value, raw) = fjson::parse(text)?;
+                if let (true, Some(body_id)) = (
+                    criteria.is_none() && e.method == "PUT",
+                    value.get("id").and_then(Value::as_str),
+                ) && body_id != id
+                {
+                    return Err(bad(
+                        e.index,
+                        &format!("the resource's id {body_id} does not match request.url"),
+                    ));
+                }
+                // A POSTed resource's own id is ignored: it gets the one assigned above.
                 if let Some(obj) = value.as_object_mut() {
                     obj.insert("id".into(), Value::String(id.clone()));
                 }

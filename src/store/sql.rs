@@ -28,6 +28,7 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
             .map_err(migrate_error)?;
         SqlStore {
             engine: "postgres",
+            begin: "BEGIN",
             read: pool.clone(),
             write: pool,
         }
@@ -58,6 +59,7 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
             .await?;
         SqlStore {
             engine: "sqlite",
+            begin: "BEGIN IMMEDIATE",
             read,
             write,
         }
@@ -92,6 +94,9 @@ struct SqlStore {
     engine: &'static str,
     read: AnyPool,
     write: AnyPool,
+    /// How a write transaction starts: SQLite takes the write lock at once (`IMMEDIATE`), so a transaction
+    /// that read first never fails to upgrade when another process wrote in between.
+    begin: &'static str,
 }
 
 /// A value bound to a placeholder.
@@ -258,7 +263,9 @@ fn condition(sql: &mut Sql, cond: &Condition) {
         Condition::TextContains(norm) => {
             // LIKE with an escaped pattern works the same on both engines (SQLite has no strpos, PostgreSQL no instr).
             let escaped = norm.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            sql.push("x.norm LIKE ").text(&format!("%{escaped}%")).push(" ESCAPE '\\'");
+            sql.push("x.norm LIKE ")
+                .text(&format!("%{escaped}%"))
+                .push(" ESCAPE '\\'");
         }
         Condition::TextExact(exact) => {
             sql.push("x.exact = ").text(exact);
@@ -432,7 +439,7 @@ impl SqlStore {
     }
 
     async fn write_tx(&self, grant: &Grant, writes: Vec<VersionWrite>) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write.begin_with(self.begin).await?;
         let mut index_rows: Vec<(i64, &str, &str, &IndexEntry)> = Vec::new();
         let mut compartment_rows: Vec<(&str, &str, i64)> = Vec::new();
         for w in &writes {
@@ -459,11 +466,16 @@ impl SqlStore {
                 .try_get(0)?,
                 (Some(row), Some(prev)) if row.try_get::<i64, _>(1)? == prev => {
                     let rid: i64 = row.try_get(0)?;
+                    // A limited grant may change only what lies wholly within its patients' compartments (a
+                    // message shared by two patients is neither one's to rewrite).
                     if let Some(patients) = grant.patients() {
                         let mut sql = Sql::default();
-                        sql.push("SELECT COUNT(*) FROM compartments WHERE rid = ").int(rid);
-                        sql.push(" AND patient IN ").list(patients);
-                        if sql.query().fetch_one(&mut *tx).await?.try_get::<i64, _>(0)? == 0 {
+                        sql.push("SELECT COALESCE(SUM(CASE WHEN patient IN ").list(patients);
+                        sql.push(" THEN 1 ELSE 0 END), 0), COUNT(*) FROM compartments WHERE rid = ")
+                            .int(rid);
+                        let row = sql.query().fetch_one(&mut *tx).await?;
+                        let (mine, all): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+                        if all == 0 || mine != all {
                             return Err(Error::NotFound(format!("{}/{}", w.rtype, w.id)));
                         }
                     }
@@ -735,7 +747,7 @@ impl Store for SqlStore {
         let mut page = Sql::default();
         page.push("SELECT * FROM (");
         union(&mut page);
-        page.push(") r ORDER BY r.last_updated DESC, r.version DESC LIMIT ")
+        page.push(") r ORDER BY r.last_updated DESC, r.rtype, r.id, r.version DESC LIMIT ")
             .int(query.count);
         page.push(" OFFSET ").int(query.offset);
         let mut count = Sql::default();

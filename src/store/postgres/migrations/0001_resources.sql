@@ -49,8 +49,9 @@ CREATE TABLE search_string (
     patient TEXT NOT NULL,
     rtype TEXT NOT NULL,
     param TEXT NOT NULL,
-    norm TEXT NOT NULL,
-    exact TEXT NOT NULL
+    -- Byte order ("C"), as SQLite compares: prefix search is a range scan [norm, norm || U+10FFFF).
+    norm TEXT COLLATE "C" NOT NULL,
+    exact TEXT COLLATE "C" NOT NULL
 );
 CREATE INDEX search_string_patient ON search_string (patient, rtype, param, norm, rid);
 CREATE INDEX search_string_value ON search_string (rtype, param, norm);
