@@ -32,7 +32,6 @@ pub fn event(access: &Access<'_>) -> Value {
             .what
             .iter()
             .filter(|r| !r.starts_with("Patient/") || !access.patients.iter().any(|p| r[8..] == **p))
-            .take(100)
             .map(|r| json!({ "what": { "reference": r }, "role": role("4", "Domain Resource") })),
     );
     if let Some(query) = access.query {

@@ -277,43 +277,71 @@ impl Records {
         rows: &[Stored],
         query: Option<&str>,
     ) -> Result<()> {
-        let what: Vec<String> = rows.iter().map(|r| format!("{}/{}", r.rtype, r.id)).collect();
-        let patients = self.patients_of(grant, rows);
-        let write = self.audit_write(grant, interaction, &what, &patients, query)?;
-        self.store.write(&system_grant(Action::Create), vec![write]).await
+        let touched = self.touched(grant, rows);
+        let writes = self.audit_writes(grant, interaction, &touched, query)?;
+        self.store.write(&system_grant(Action::Create), writes).await
     }
 
-    /// The patients whose data `rows` are: the grant's own patients, or read from the resources.
-    fn patients_of(&self, grant: &Grant, rows: &[Stored]) -> Vec<String> {
-        if let Some(p) = grant.patients() {
-            return p.to_vec();
-        }
-        let mut patients: Vec<String> = rows
-            .iter()
-            .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok().map(|v| (r, v)))
-            .flat_map(|(r, v)| {
-                extract::compartments(
-                    &r.rtype,
-                    &r.id,
-                    &extract::index(&self.registry, &r.rtype, &v, &self.base),
-                )
+    /// Each row as `Type/id` with the patients whose data it is (within the grant's patients, if limited).
+    fn touched(&self, grant: &Grant, rows: &[Stored]) -> Vec<(String, Vec<String>)> {
+        rows.iter()
+            .map(|r| {
+                let mut patients = serde_json::from_str::<Value>(&r.body)
+                    .map(|v| {
+                        extract::compartments(
+                            &r.rtype,
+                            &r.id,
+                            &extract::index(&self.registry, &r.rtype, &v, &self.base),
+                        )
+                    })
+                    .unwrap_or_default();
+                if let Some(mine) = grant.patients() {
+                    patients.retain(|p| mine.contains(p));
+                }
+                (format!("{}/{}", r.rtype, r.id), patients)
             })
-            .collect();
+            .collect()
+    }
+
+    /// The AuditEvents for one access. Each patient gets an event naming only their own resources, so no
+    /// patient's audit trail shows another's data; when several patients were touched, one more event without
+    /// a patient (for the practice) holds the query and the non-Patient resources.
+    fn audit_writes(
+        &self,
+        grant: &Grant,
+        interaction: &'static str,
+        touched: &[(String, Vec<String>)],
+        query: Option<&str>,
+    ) -> Result<Vec<VersionWrite>> {
+        let mut patients: Vec<&String> = touched.iter().flat_map(|(_, p)| p).collect();
         patients.sort();
         patients.dedup();
-        patients
+        let all: Vec<String> = touched.iter().map(|(r, _)| r.clone()).collect();
+        if patients.len() <= 1 {
+            let patients: Vec<String> = patients.into_iter().cloned().collect();
+            return Ok(vec![self.audit_write(grant, interaction, &all, &patients, query)?]);
+        }
+        let mut writes = Vec::with_capacity(patients.len() + 1);
+        for p in &patients {
+            let theirs: Vec<String> = touched
+                .iter()
+                .filter(|(_, ps)| ps.contains(p))
+                .map(|(r, _)| r.clone())
+                .collect();
+            writes.push(self.audit_write(grant, interaction, &theirs, std::slice::from_ref(p), None)?);
+        }
+        let practice: Vec<String> = all.into_iter().filter(|r| !r.starts_with("Patient/")).collect();
+        writes.push(self.audit_write(grant, interaction, &practice, &[], query)?);
+        Ok(writes)
     }
 
     async fn commit(&self, grant: &Grant, interaction: &'static str, prepared: Vec<Prepared>) -> Result<Vec<Written>> {
-        let what: Vec<String> = prepared
+        let touched: Vec<(String, Vec<String>)> = prepared
             .iter()
-            .map(|p| format!("{}/{}", p.stored.rtype, p.stored.id))
+            .map(|p| (format!("{}/{}", p.stored.rtype, p.stored.id), p.patients.clone()))
             .collect();
-        let mut patients: Vec<String> = prepared.iter().flat_map(|p| p.patients.clone()).collect();
-        patients.sort();
-        patients.dedup();
         let mut writes: Vec<VersionWrite> = prepared.iter().map(|p| p.write.clone()).collect();
-        writes.push(self.audit_write(grant, interaction, &what, &patients, None)?);
+        writes.extend(self.audit_writes(grant, interaction, &touched, None)?);
         self.store.write(grant, writes).await?;
         Ok(prepared
             .into_iter()
@@ -436,7 +464,7 @@ impl Records {
             return Ok(None);
         }
         let version = row.version + 1;
-        let patients = self.patients_of(grant, &[Self::to_stored(row.clone())?]);
+        let patients = self.touched(grant, &[Self::to_stored(row.clone())?]).remove(0).1;
         let now = self.clock.now_millis();
         Ok(Some(Prepared {
             write: VersionWrite {

@@ -126,6 +126,55 @@ async fn a_patient_actor_reaches_only_their_own_compartment() {
             serde_json::from_str(&records.history(&alice, Some("Observation"), None, &[]).await.unwrap()).unwrap();
         assert_eq!(history["total"], 4, "{engine}");
 
+        // A message between A and B is in both compartments: A may read it but neither rewrite nor delete it.
+        let message = json!({"resourceType": "Communication", "status": "completed",
+            "subject": {"reference": format!("Patient/{a}")}, "recipient": [{"reference": format!("Patient/{b}")}],
+            "payload": [{"contentString": "hello"}]});
+        let shared_message = app.create(message.clone()).await;
+        assert!(records.read(&alice, "Communication", &shared_message).await.is_ok());
+        let mut edited = message.clone();
+        edited["id"] = json!(shared_message);
+        edited["payload"][0]["contentString"] = json!("changed");
+        let update = records
+            .update(&alice, "Communication", &shared_message, &edited.to_string(), None)
+            .await;
+        assert!(matches!(update, Err(Error::Forbidden(_))), "{engine}: {update:?}");
+        edited.as_object_mut().unwrap().remove("recipient"); // taking B out of it is no way in either
+        let update = records
+            .update(&alice, "Communication", &shared_message, &edited.to_string(), None)
+            .await;
+        assert!(matches!(update, Err(Error::NotFound(_))), "{engine}: {update:?}");
+        let delete = records.delete(&alice, "Communication", &shared_message).await;
+        assert!(matches!(delete, Err(Error::NotFound(_))), "{engine}: {delete:?}");
+        assert!(
+            records
+                .create(&alice, "Communication", &message.to_string())
+                .await
+                .is_err(),
+            "{engine}: not into B's record"
+        );
+        let kept = records.read(&alice, "Communication", &shared_message).await.unwrap();
+        assert!(kept.body.contains("hello") && kept.version == 1, "{engine}");
+
+        // One system search over both patients: each patient's audit trail names only their own resources.
+        let (_, _) = app.get("Observation?code=718-7").await;
+        let trail: Value = serde_json::from_str(
+            &records
+                .search(&alice, "AuditEvent", &params("_count=1000"), false)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let text = trail.to_string();
+        assert!(
+            !text.contains(&b_obs) && !text.contains(&format!("Patient/{b}")),
+            "{engine}: A's audit trail shows B"
+        );
+        assert!(
+            text.contains(&a_obs[0]),
+            "{engine}: A's audit trail lacks A's own reads"
+        );
+
         // A patient may not write clinical data.
         assert!(matches!(
             records.create(&alice, "Observation", &lab(&a, &a).to_string()).await,
