@@ -93,8 +93,15 @@ fn push(out: &mut Vec<IndexEntry>, param: &str, value: IndexValue) {
 
 fn token(out: &mut Vec<IndexEntry>, param: &str, system: Option<&Value>, code: Option<&Value>) {
     if let Some(code) = code.and_then(scalar) {
-        let system = system.and_then(Value::as_str).map(str::to_owned);
-        push(out, param, IndexValue::Token { system, code });
+        let system = system.and_then(Value::as_str).map(|s| clip(s.to_owned()));
+        push(
+            out,
+            param,
+            IndexValue::Token {
+                system,
+                code: clip(code),
+            },
+        );
     }
 }
 
@@ -107,14 +114,30 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
+/// Index values are cut to this many bytes (at a character boundary): B-tree index entries have a size limit
+/// on PostgreSQL, and no search needs more of a string to tell values apart.
+const MAX_INDEXED: usize = 512;
+
+/// A value as the index keeps it (searches clip theirs the same way).
+pub fn clip(mut s: String) -> String {
+    if s.len() > MAX_INDEXED {
+        let mut end = MAX_INDEXED;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
 fn text(out: &mut Vec<IndexEntry>, param: &str, s: &str) {
     if !s.trim().is_empty() {
         push(
             out,
             param,
             IndexValue::Text {
-                norm: normalize(s),
-                exact: s.to_owned(),
+                norm: clip(normalize(s)),
+                exact: clip(s.to_owned()),
             },
         );
     }
@@ -144,7 +167,7 @@ fn values(param: &Param, node: &Value, base: &str, out: &mut Vec<IndexEntry>) {
                     name,
                     IndexValue::Token {
                         system: None,
-                        code: s.to_owned(),
+                        code: clip(s.to_owned()),
                     },
                 );
             }
@@ -213,7 +236,7 @@ fn values(param: &Param, node: &Value, base: &str, out: &mut Vec<IndexEntry>) {
                     out,
                     name,
                     IndexValue::Reference {
-                        target: local_reference(r, base),
+                        target: clip(local_reference(r, base)),
                     },
                 );
             }
@@ -293,5 +316,8 @@ mod tests {
         assert!(entries.iter().any(|e| e.param == "value-quantity"));
         assert_eq!(compartments("Observation", "o1", &entries), vec!["p1".to_owned()]);
         assert_eq!(normalize("  Zoë   ÉLISE "), "zoe elise");
+        let long = "é".repeat(400);
+        assert_eq!(clip(long.clone()).len(), 512);
+        assert!(long.starts_with(&clip(long.clone())));
     }
 }

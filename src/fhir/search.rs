@@ -3,7 +3,7 @@
 //! lenient handling), unsupported modifiers are errors.
 
 use super::datetime;
-use super::extract::{local_reference, normalize};
+use super::extract::{clip, local_reference, normalize};
 use super::params::{Kind, Registry};
 use crate::error::{Error, Issue, Result};
 use crate::store::{Clause, Condition, Prefix, Query, Sort, SortKey};
@@ -353,9 +353,15 @@ fn clause(name: &str, kind: Kind, modifier: Option<&str>, value: &str, key: &str
                 code: Some(v.clone()),
             })
             .collect(),
-        (Kind::String, None) => values.iter().map(|v| Condition::TextStarts(normalize(v))).collect(),
-        (Kind::String, Some("exact")) => values.iter().map(|v| Condition::TextExact(v.clone())).collect(),
-        (Kind::String, Some("contains")) => values.iter().map(|v| Condition::TextContains(normalize(v))).collect(),
+        (Kind::String, None) => values
+            .iter()
+            .map(|v| Condition::TextStarts(clip(normalize(v))))
+            .collect(),
+        (Kind::String, Some("exact")) => values.iter().map(|v| Condition::TextExact(clip(v.clone()))).collect(),
+        (Kind::String, Some("contains")) => values
+            .iter()
+            .map(|v| Condition::TextContains(clip(normalize(v))))
+            .collect(),
         (Kind::Date, None) => values
             .iter()
             .map(|v| date_condition(key, v, false))
@@ -382,23 +388,15 @@ fn clause(name: &str, kind: Kind, modifier: Option<&str>, value: &str, key: &str
 }
 
 fn token(value: &str) -> Condition {
-    match value.split_once('|') {
-        None => Condition::Token {
-            system: None,
-            code: Some(value.to_owned()),
-        },
-        Some(("", code)) => Condition::Token {
-            system: Some(None),
-            code: Some(code.to_owned()),
-        },
-        Some((system, "")) => Condition::Token {
-            system: Some(Some(system.to_owned())),
-            code: None,
-        },
-        Some((system, code)) => Condition::Token {
-            system: Some(Some(system.to_owned())),
-            code: Some(code.to_owned()),
-        },
+    let (system, code) = match value.split_once('|') {
+        None => (None, Some(value)),
+        Some(("", code)) => (Some(None), Some(code)),
+        Some((system, "")) => (Some(Some(system)), None),
+        Some((system, code)) => (Some(Some(system)), Some(code)),
+    };
+    Condition::Token {
+        system: system.map(|s| s.map(|s| clip(s.to_owned()))),
+        code: code.map(|c| clip(c.to_owned())),
     }
 }
 

@@ -31,7 +31,16 @@ pub async fn read(
             let mut response = resource_response(&state, StatusCode::OK, &r, &HeaderMap::new(), false);
             let native =
                 HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
-            response.headers_mut().insert(header::CONTENT_TYPE, native);
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_TYPE, native);
+            // Stored content is untrusted: never let it run script on this origin (an uploaded HTML or SVG).
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'",
+                ),
+            );
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             *response.body_mut() = bytes.into();
             return Ok(response);
         }

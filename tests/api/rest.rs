@@ -277,6 +277,12 @@ async fn errors_are_operation_outcomes_with_the_right_status() {
             .await
             .unwrap();
         assert_eq!(native.headers()["content-type"], "application/pdf");
+        assert!(
+            native.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .starts_with("sandbox")
+        );
         assert_eq!(native.bytes().await.unwrap().as_ref(), pdf);
         let (_, as_fhir) = app.get(&format!("Binary/{id}")).await;
         assert_eq!(as_fhir["resourceType"], "Binary");

@@ -136,5 +136,14 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
         assert_eq!(included.len(), 1);
         assert_eq!(included[0]["resource"]["id"], doctor.as_str());
         assert_eq!(everything["total"], 4);
+        // Very long values are stored whole and still found (the index keeps a bounded prefix).
+        let long = format!("Long{}", "é".repeat(3000));
+        let long_id = app
+            .create(json!({"resourceType": "Patient", "name": [{"family": long}]}))
+            .await;
+        let (_, r) = app.get("Patient?family=longeee").await;
+        assert_eq!(ids(&r), vec![long_id.clone()], "{engine}");
+        let (_, read) = app.get(&format!("Patient/{long_id}")).await;
+        assert_eq!(read["name"][0]["family"].as_str().map(str::len), Some(long.len()));
     }
 }
