@@ -129,6 +129,49 @@ fn entries(bundle: &Value, raw: &RawObject) -> Result<Vec<Entry>> {
         .collect()
 }
 
+/// An entry's id, decided before validation, and the resource its `ifNoneExist` matched, if any.
+struct Planned {
+    id: Option<String>,
+    existing: Option<Stored>,
+}
+
+/// At most one match of conditional criteria; more is a 412.
+fn one_match(found: Result<Vec<Stored>>, what: &str) -> Result<Option<Stored>> {
+    let found = found?;
+    match found.len() {
+        0 | 1 => Ok(found.into_iter().next()),
+        _ => Err(Error::PreconditionFailed(format!(
+            "{what} matches more than one resource"
+        ))),
+    }
+}
+
+/// The conditional references (`Type?criteria`) in a resource's JSON text.
+fn conditional_references(text: &str) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("reference")
+                    && r.contains('?')
+                    && r.starts_with(|c: char| c.is_ascii_uppercase())
+                {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
+        walk(&v, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// A write a transaction entry resolved to.
 enum Step {
     Write(Prepared),
@@ -153,7 +196,7 @@ impl Records {
                 let responses = self.run_transaction(actor, &mut entries, ids).await?;
                 Ok(bundle::bundle("transaction-response", None, Vec::new(), responses))
             }
-            "batch" => Ok(self.run_batch(actor, &entries).await),
+            "batch" => Ok(self.run_batch(actor, &mut entries).await),
             other => Err(Error::invalid(
                 Issue::new(
                     "invalid",
@@ -180,9 +223,9 @@ impl Records {
             });
         }
         let mut loaded = Loaded::default();
-        let renames = self.assign_ids(&mut entries, Ids::FromFullUrl);
-        for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.method != "GET") {
-            let one = self.resolve(actor, e, renames[i].as_deref()).await;
+        let planned = self.plan(actor, &mut entries, Ids::FromFullUrl).await?;
+        for (e, planned) in entries.iter().zip(&planned).filter(|(e, _)| e.method != "GET") {
+            let one = self.resolve(actor, e, planned).await;
             let result = match one {
                 Ok(Step::Write(p)) => self.commit_batch(actor, vec![p]).await.map(drop),
                 Ok(_) => Ok(()),
@@ -196,52 +239,75 @@ impl Records {
         Ok(loaded)
     }
 
-    /// Gives every POSTed entry its id and rewrites `urn:` references to `Type/id` in every entry's text;
-    /// returns the id of each entry (POST: assigned; otherwise from the URL).
-    fn assign_ids(&self, entries: &mut [Entry], ids: Ids) -> Vec<Option<String>> {
+    /// Decides each entry's id before anything is validated: POST gets a new id (or the one its `ifNoneExist`
+    /// matched), a conditional PUT the id of its match; then every `urn:` reference to an entry is rewritten to
+    /// `Type/id`, and conditional references (`Organization?identifier=…`) to their one match.
+    async fn plan(&self, actor: &Actor, entries: &mut [Entry], ids: Ids) -> Result<Vec<Planned>> {
         let mut renames: Vec<(String, String)> = Vec::new();
-        let mut assigned = Vec::new();
+        let mut planned = Vec::with_capacity(entries.len());
         for e in entries.iter() {
-            let (rtype, url_id, _) = target(&e.url);
-            let id = if e.method == "POST" {
-                let from_url = e
-                    .full_url
-                    .as_deref()
-                    .and_then(|u| u.strip_prefix("urn:uuid:"))
-                    .filter(|u| valid_id(u));
-                Some(match (ids, from_url) {
-                    (Ids::FromFullUrl, Some(u)) => u.to_owned(),
-                    _ => uuid::Uuid::new_v4().to_string(),
-                })
-            } else {
-                url_id
+            let (rtype, url_id, criteria) = target(&e.url);
+            let mut existing = None;
+            let id = match (e.method.as_str(), &criteria) {
+                ("POST", _) => {
+                    if let Some(c) = &e.if_none_exist {
+                        existing = one_match(self.matches(actor, &rtype, c).await, "ifNoneExist")
+                            .map_err(|err| at_entry(e.index, err))?;
+                    }
+                    let from_url = e
+                        .full_url
+                        .as_deref()
+                        .and_then(|u| u.strip_prefix("urn:uuid:"))
+                        .filter(|u| valid_id(u));
+                    Some(match (&existing, ids, from_url) {
+                        (Some(found), _, _) => found.id.clone(),
+                        (None, Ids::FromFullUrl, Some(u)) => u.to_owned(),
+                        _ => uuid::Uuid::new_v4().to_string(),
+                    })
+                }
+                ("PUT", Some(c)) => Some(
+                    one_match(self.matches(actor, &rtype, c).await, "the conditional update")
+                        .map_err(|err| at_entry(e.index, err))?
+                        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |m| m.id),
+                ),
+                _ => url_id,
             };
             if let (Some(full), Some(id)) = (&e.full_url, &id)
                 && full.starts_with("urn:")
             {
-                renames.push((format!("\"{full}\""), format!("\"{rtype}/{id}\"")));
+                renames.push((
+                    Value::from(full.as_str()).to_string(),
+                    Value::from(format!("{rtype}/{id}")).to_string(),
+                ));
             }
-            assigned.push(id);
+            planned.push(Planned { id, existing });
         }
-        for text in entries.iter_mut().filter_map(|e| e.text.as_mut()) {
+        for e in entries.iter_mut() {
+            let Some(text) = e.text.as_mut() else { continue };
             for (from, to) in &renames {
                 if text.contains(from.as_str()) {
                     *text = text.replace(from.as_str(), to);
                 }
             }
+            for conditional in conditional_references(text) {
+                let Some((rtype, query)) = conditional.split_once('?') else {
+                    continue;
+                };
+                // No match leaves the reference as written (it may name a resource another system holds).
+                if let Some(found) = one_match(self.matches(actor, rtype, query).await, "a conditional reference")
+                    .map_err(|err| at_entry(e.index, err))?
+                {
+                    let quoted = Value::from(conditional.as_str()).to_string();
+                    *text = text.replace(&quoted, &Value::from(format!("{rtype}/{}", found.id)).to_string());
+                }
+            }
         }
-        assigned
+        Ok(planned)
     }
 
     /// Turns one entry into what it will write, checking conditions (ifNoneExist, conditional URLs, ifMatch).
-    async fn resolve(&self, actor: &Actor, e: &Entry, id: Option<&str>) -> Result<Step> {
+    async fn resolve(&self, actor: &Actor, e: &Entry, planned: &Planned) -> Result<Step> {
         let (rtype, _, criteria) = target(&e.url);
-        let one_match = |found: Vec<Stored>, what: &str| match found.len() {
-            0 | 1 => Ok(found.into_iter().next()),
-            _ => Err(Error::PreconditionFailed(format!(
-                "{what} matches more than one resource"
-            ))),
-        };
         if rtype.starts_with('$') || e.url.contains("/$") {
             return Err(Error::NotSupported(format!(
                 "operations inside a Bundle are not supported ({})",
@@ -254,20 +320,13 @@ impl Records {
                     .text
                     .as_deref()
                     .ok_or_else(|| bad(e.index, "a POST or PUT entry needs a resource"))?;
-                if let (true, Some(c)) = (e.method == "POST", &e.if_none_exist)
-                    && let Some(existing) = one_match(self.matches(actor, &rtype, c).await?, "ifNoneExist")?
-                {
-                    return Ok(Step::Done(response_entry(&existing, "200 OK")));
+                if let Some(existing) = &planned.existing {
+                    return Ok(Step::Done(response_entry(existing, "200 OK")));
                 }
-                // A conditional update takes the id of its one match, or creates a new resource.
-                let id = match (&criteria, e.method.as_str()) {
-                    (Some(c), "PUT") => one_match(self.matches(actor, &rtype, c).await?, "the conditional update")?
-                        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |m| m.id),
-                    (_, "POST") => id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
-                    _ => id
-                        .map(str::to_owned)
-                        .ok_or_else(|| bad(e.index, "PUT needs Type/id in request.url"))?,
-                };
+                let id = planned
+                    .id
+                    .clone()
+                    .ok_or_else(|| bad(e.index, "PUT needs Type/id in request.url"))?;
                 let action = if e.method == "POST" {
                     Action::Create
                 } else {
@@ -285,7 +344,7 @@ impl Records {
                         &format!("the resource's id {body_id} does not match request.url"),
                     ));
                 }
-                // A POSTed resource's own id is ignored: it gets the one assigned above.
+                // A POSTed resource's own id is ignored: it gets the one planned.
                 if let Some(obj) = value.as_object_mut() {
                     obj.insert("id".into(), Value::String(id.clone()));
                 }
@@ -296,17 +355,22 @@ impl Records {
             }
             "DELETE" => {
                 let grant = access::authorize(actor, Action::Delete, &rtype)?;
-                let id = match (&criteria, id) {
+                let id = match (&criteria, &planned.id) {
                     (Some(c), _) => {
-                        one_match(self.matches(actor, &rtype, c).await?, "the conditional delete")?.map(|m| m.id)
+                        one_match(self.matches(actor, &rtype, c).await, "the conditional delete")?.map(|m| m.id)
                     }
-                    (None, Some(id)) => Some(id.to_owned()),
+                    (None, Some(id)) => Some(id.clone()),
                     (None, None) => return Err(bad(e.index, "DELETE needs Type/id or Type?criteria in request.url")),
                 };
                 let prepared = match id {
                     Some(id) => self.prepare_delete(&grant, &rtype, &id).await?,
                     None => None,
                 };
+                if let (Some(want), Some(p)) = (e.if_match, &prepared)
+                    && p.write.prev_version != Some(want)
+                {
+                    return Err(Error::PreconditionFailed(format!("{rtype} is not at version {want}")));
+                }
                 Ok(prepared.map_or_else(|| Step::Done(status_entry("204 No Content")), Step::Write))
             }
             "GET" => Ok(Step::Read),
@@ -318,7 +382,7 @@ impl Records {
     }
 
     async fn run_transaction(&self, actor: &Actor, entries: &mut [Entry], ids: Ids) -> Result<Vec<BundleEntry>> {
-        let assigned = self.assign_ids(entries, ids);
+        let planned = self.plan(actor, entries, ids).await?;
         // Processing order per the spec: DELETE, POST, PUT, GET.
         let rank = |m: &str| match m {
             "DELETE" => 0,
@@ -334,7 +398,7 @@ impl Records {
         for i in order {
             let e = &entries[i];
             match self
-                .resolve(actor, e, assigned[i].as_deref())
+                .resolve(actor, e, &planned[i])
                 .await
                 .map_err(|err| at_entry(e.index, err))?
             {
@@ -379,12 +443,14 @@ impl Records {
         self.commit(&grant, "transaction", batch).await
     }
 
-    async fn run_batch(&self, actor: &Actor, entries: &[Entry]) -> String {
+    async fn run_batch(&self, actor: &Actor, entries: &mut [Entry]) -> String {
         let mut out = Vec::new();
         for e in entries {
-            let result = match e.method.as_str() {
-                "GET" => Ok(self.get_entry(actor, &e.url).await),
-                _ => match self.resolve(actor, e, target(&e.url).1.as_deref()).await {
+            let planned = self.plan(actor, std::slice::from_mut(e), Ids::Assign).await;
+            let result = match (e.method.as_str(), planned) {
+                ("GET", _) => Ok(self.get_entry(actor, &e.url).await),
+                (_, Err(err)) => Err(err),
+                (_, Ok(planned)) => match self.resolve(actor, e, &planned[0]).await {
                     Ok(Step::Write(p)) => self.commit_batch(actor, vec![p]).await.map(|mut w| {
                         let w = w.remove(0);
                         if w.resource.body.is_empty() {

@@ -130,6 +130,45 @@ async fn transaction_rewrites_references_and_is_all_or_nothing() {
         );
         let (_, all) = app.get("Patient?family=Tx").await;
         assert_eq!(all["total"], 1, "a failed transaction stored nothing");
+        // ifNoneExist that matches: references to the entry point at the existing resource; conditional
+        // references resolve to their one match; a conditional update takes its match's id.
+        let existing = app
+            .create(json!({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "7"}]}))
+            .await;
+        let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:22222222-2222-2222-2222-222222222222", "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "7"}]},
+             "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:mrn|7"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "a"}, "subject": {"reference": "urn:uuid:22222222-2222-2222-2222-222222222222"}},
+             "request": {"method": "POST", "url": "Observation"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "b"}, "subject": {"reference": "Patient?identifier=urn:mrn|7"}},
+             "request": {"method": "POST", "url": "Observation"}},
+            {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "7"}], "active": true},
+             "request": {"method": "PUT", "url": "Patient?identifier=urn:mrn|7"}}
+        ]});
+        let (status, _, response) = app.post("", &tx).await;
+        assert_eq!(status, 200, "{response}");
+        assert_eq!(response["entry"][0]["response"]["status"], "200 OK");
+        assert_eq!(
+            response["entry"][1]["resource"]["subject"]["reference"],
+            format!("Patient/{existing}")
+        );
+        assert_eq!(
+            response["entry"][2]["resource"]["subject"]["reference"],
+            format!("Patient/{existing}")
+        );
+        assert_eq!(response["entry"][3]["resource"]["id"], existing.as_str());
+        assert_eq!(response["entry"][3]["resource"]["active"], true);
+        // DELETE with a stale ifMatch fails the whole transaction.
+        let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "DELETE", "url": format!("Patient/{existing}"), "ifMatch": "W/\"1\""}}
+        ]});
+        assert_eq!(app.post("", &tx).await.0, 412);
+        // An unknown criteria parameter is refused rather than matching everything.
+        let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "DELETE", "url": "Patient?identifer=urn:mrn|7"}}
+        ]});
+        assert_eq!(app.post("", &tx).await.0, 400);
+        assert_eq!(app.get(&format!("Patient/{existing}")).await.0, 200);
     }
 }
 
