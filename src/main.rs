@@ -41,7 +41,17 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve { demo: false }) {
         Command::Serve { demo } => {
             config.demo |= demo;
-            let listener = tokio::net::TcpListener::bind(&config.listen)
+            // Until SMART bearer tokens guard the FHIR API (issue 4) it has no authentication: refuse to expose it.
+            let addr: std::net::SocketAddr = config
+                .listen
+                .parse()
+                .with_context(|| format!("CARESPACE_LISTEN '{}' is not ip:port", config.listen))?;
+            if !addr.ip().is_loopback() {
+                anyhow::bail!(
+                    "refusing to listen on {addr}: the FHIR API has no authentication yet, so CareSpace listens on loopback only"
+                );
+            }
+            let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             let state = AppState::build(config.clone()).await?;

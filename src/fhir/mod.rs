@@ -4,6 +4,7 @@
 pub mod datetime;
 pub mod extract;
 pub mod json;
+mod narrative;
 pub mod params;
 pub mod parse;
 mod path;

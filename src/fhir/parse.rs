@@ -139,37 +139,8 @@ fn structure(value: &Value, path: &str, is_resource: bool, issues: &mut Vec<Issu
 }
 
 fn narrative(div: &str, path: &str, issues: &mut Vec<Issue>) {
-    let lower = div.to_ascii_lowercase();
-    if !lower.trim_start().starts_with("<div") {
-        issues.push(Issue::new("value", "the narrative must be an XHTML <div>").at(path));
-    }
-    let active = [
-        "<script",
-        "<iframe",
-        "<object",
-        "<embed",
-        "<form",
-        "<input",
-        "javascript:",
-        "<style",
-        "<link",
-        "<meta",
-    ];
-    let has_event_attr = lower.split(|c: char| c.is_whitespace()).any(|w| {
-        w.starts_with("on")
-            && w.find('=')
-                .is_some_and(|eq| w[2..eq].bytes().all(|b| b.is_ascii_alphabetic()) && eq > 2)
-    });
-    if let Some(bad) = active.iter().find(|a| lower.contains(*a)) {
-        issues.push(
-            Issue::new(
-                "invariant",
-                format!("txt-1: the narrative contains active content ({bad})"),
-            )
-            .at(path),
-        );
-    } else if has_event_attr {
-        issues.push(Issue::new("invariant", "txt-1: the narrative contains an event handler attribute").at(path));
+    if let Some(problem) = super::narrative::check(div) {
+        issues.push(Issue::new("invariant", format!("txt-1: {problem}")).at(path));
     }
 }
 
