@@ -22,16 +22,68 @@ impl<'de> serde::Deserialize<'de> for RawObject {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
                 let mut fields: Vec<(String, Box<RawValue>)> = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
-                    if fields.iter().any(|(existing, _)| *existing == k) {
-                        return Err(de::Error::custom(format!("duplicate element '{k}'")));
-                    }
-                    fields.push((k, v));
+                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
+                    fields.push(entry);
                 }
                 Ok(RawObject(fields))
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// A `Value` that refuses duplicate keys at any depth (serde_json would keep the last silently, so what is
+/// validated and indexed could differ from what a client reading the stored text sees).
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::String(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::String(v)))
+            }
+            fn visit_unit<E>(self) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Null))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(StrictValue(v)) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(StrictValue(Value::Array(items)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+                let mut object = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let StrictValue(value) = map.next_value()?;
+                    if object.insert(key.clone(), value).is_some() {
+                        return Err(de::Error::custom(format!("duplicate element '{key}'")));
+                    }
+                }
+                Ok(StrictValue(Value::Object(object)))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -43,7 +95,7 @@ pub fn parse(text: &str) -> Result<(Value, RawObject)> {
             format!("malformed JSON at line {}, column {}: {e}", e.line(), e.column()),
         ))
     };
-    let value: Value = serde_json::from_str(text).map_err(syntax)?;
+    let StrictValue(value) = serde_json::from_str(text).map_err(syntax)?;
     let raw: RawObject = serde_json::from_str(text).map_err(syntax)?;
     Ok((value, raw))
 }
@@ -135,6 +187,11 @@ mod tests {
             r#"{"resourceType":"Observation","id":"x","status":"final"}"#
         );
         assert!(parse(r#"{"a":1,"a":2}"#).is_err());
+        assert!(parse(r#"{"a":{"b":[{"c":1,"c":1}]}}"#).is_err());
+        assert_eq!(
+            parse(r#"{"a":[1,2.5,"x",null,true]}"#).unwrap().0,
+            json!({"a": [1, 2.5, "x", null, true]})
+        );
         assert!(parse("{").is_err());
     }
 }

@@ -154,10 +154,8 @@ pub fn check(div: &str) -> Option<String> {
         let Some(end) = tag.find('>') else {
             return Some("an unclosed tag".into());
         };
-        if !closing {
-            if let Some(problem) = attributes(&tag[name_len..end]) {
-                return Some(problem);
-            }
+        if !closing && let Some(problem) = attributes(&tag[name_len..end]) {
+            return Some(problem);
         }
         rest = &tag[end + 1..];
     }
