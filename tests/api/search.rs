@@ -67,6 +67,27 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
             .to_owned();
         let page2: serde_json::Value = app.client.get(next).send().await.unwrap().json().await.unwrap();
         assert_eq!(ids(&page2), vec![a2.clone()]);
+        // sa / eb / ap, _lastUpdated, and :identifier on references.
+        let (_, r) = app.get("Observation?date=sa2024-12-31&_sort=date").await;
+        assert_eq!(ids(&r), vec![a2.clone()]);
+        let (_, r) = app.get("Observation?date=eb2024-02-01").await;
+        assert_eq!(ids(&r), vec![a1.clone()]);
+        let (_, r) = app.get("Observation?date=ap2024-06-01&_sort=date").await;
+        assert!(ids(&r).contains(&b1) && !ids(&r).contains(&a2), "{r}");
+        let (_, r) = app.get("Observation?_lastUpdated=gt2020-01-01&_summary=count").await;
+        assert_eq!(r["total"], 3);
+        let (_, r) = app.get("Observation?_lastUpdated=lt2020-01-01&_summary=count").await;
+        assert_eq!(r["total"], 0);
+        let mut by_identifier = lab(&a, "4548-4", "2025-05-01T09:00:00Z", 6.1);
+        by_identifier["subject"] = json!({"identifier": {"system": "urn:mrn", "value": "A-1"}});
+        let x = app.create(by_identifier).await;
+        let (_, r) = app.get("Observation?subject:identifier=urn:mrn|A-1").await;
+        assert_eq!(ids(&r), vec![x.clone()]);
+        app.client
+            .delete(format!("{}/Observation/{x}", app.base))
+            .send()
+            .await
+            .unwrap();
         let (_, r) = app.get(&format!("Observation?patient={a}&_summary=count")).await;
         assert_eq!((r["total"].as_i64(), ids(&r).len()), (Some(2), 0));
         let (_, r) = app
@@ -88,9 +109,37 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
         let (_, everything) = app.get(&format!("Patient/{a}/$everything")).await;
         let mut got = ids(&everything);
         got.sort();
-        let mut want = vec![a.clone(), a1, a2];
+        let mut want = vec![a.clone(), a1.clone(), a2.clone()];
         want.sort();
         assert_eq!(got, want);
+        let (_, typed) = app.get(&format!("Patient/{a}/$everything?_type=Observation")).await;
+        assert_eq!(typed["total"], 2);
+        let (_, dated) = app.get(&format!("Patient/{a}/$everything?start=2025-01-01")).await;
+        let mut got = ids(&dated);
+        got.sort();
+        let mut want = vec![a.clone(), a2.clone()];
+        want.sort();
+        assert_eq!(
+            got, want,
+            "start keeps the Patient (no clinical date) and the 2025 result"
+        );
+        let (_, ended) = app
+            .get(&format!("Patient/{a}/$everything?end=2024-12-31&_type=Observation"))
+            .await;
+        assert_eq!(ids(&ended), vec![a1.clone()]);
+        let (_, since) = app
+            .get(&format!("Patient/{a}/$everything?_since=2999-01-01T00:00:00Z"))
+            .await;
+        assert_eq!(since["total"], 0);
+        let (_, paged) = app.get(&format!("Patient/{a}/$everything?_count=2")).await;
+        assert_eq!((ids(&paged).len(), paged["total"].as_i64()), (2, Some(3)));
+        assert!(
+            paged["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["relation"] == "next")
+        );
         assert_eq!(app.get("Observation?date=notadate").await.0, 400);
         // Unknown parameters are ignored and reported in an outcome entry, or refused with handling=strict.
         let (_, lenient) = app.get(&format!("Observation?patient={a}&colour=blue")).await;
