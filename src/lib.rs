@@ -43,6 +43,8 @@ pub struct AppState {
     pub store: SharedStore,
     pub records: Records,
     pub clock: Clock,
+    /// `/fhir/metadata`, made once: it depends only on this build's definitions.
+    pub capability_statement: Arc<str>,
 }
 
 impl AppState {
@@ -65,12 +67,8 @@ impl AppState {
             limits,
             config.fhir_base(),
         );
-        Ok(AppState {
-            config: Arc::new(config),
-            store,
-            records,
-            clock,
-        })
+        let capability_statement = fhir_api::capability_statement(&records).to_string().into();
+        Ok(AppState { config: Arc::new(config), store, records, clock, capability_statement })
     }
 
     pub fn router(&self) -> Router {

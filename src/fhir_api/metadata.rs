@@ -7,15 +7,17 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::records::Records;
 use crate::fhir::types::SUPPORTED;
 
 pub async fn capability_statement(State(state): State<AppState>) -> Response {
-    super::fhir_json(StatusCode::OK, statement(&state).to_string())
+    super::fhir_json(StatusCode::OK, state.capability_statement.to_string())
 }
 
-/// The CapabilityStatement for this build; deterministic so the published file can be compared with it.
-fn statement(state: &AppState) -> Value {
-    let registry = state.records.registry();
+/// The CapabilityStatement for this build (made once at start); deterministic so the published file can be
+/// compared with it.
+pub fn statement(records: &Records) -> Value {
+    let registry = records.registry();
     let interactions = [
         "read",
         "vread",
@@ -45,7 +47,7 @@ fn statement(state: &AppState) -> Value {
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
             });
-            let profiles = state.records.profiles().urls_for(rtype);
+            let profiles = records.profiles().urls_for(rtype);
             if !profiles.is_empty() {
                 r["supportedProfile"] = json!(profiles);
             }

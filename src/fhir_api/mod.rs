@@ -20,6 +20,8 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 
+pub use metadata::statement as capability_statement;
+
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// The whole FHIR route table. Static segments (`_history`, `_search`, `metadata`) win over `{id}`.

@@ -287,13 +287,7 @@ impl Records {
         rows.iter()
             .map(|r| {
                 let mut patients = serde_json::from_str::<Value>(&r.body)
-                    .map(|v| {
-                        extract::compartments(
-                            &r.rtype,
-                            &r.id,
-                            &extract::index(&self.registry, &r.rtype, &v, &self.base),
-                        )
-                    })
+                    .map(|v| extract::owners(&self.registry, &r.rtype, &r.id, &v, &self.base))
                     .unwrap_or_default();
                 if let Some(mine) = grant.patients() {
                     patients.retain(|p| mine.contains(p));
