@@ -15,13 +15,20 @@ pub struct TestApp {
     pub state: AppState,
 }
 
+/// Tells the person running the tests, even when the test passes: the harness captures `eprintln!` but not
+/// writes to the stderr handle itself.
+fn say(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "NOTE: {message}");
+}
+
 /// The engines to run a test on: SQLite always, PostgreSQL when its URL is given.
 pub fn engines() -> Vec<&'static str> {
     if std::env::var("CARESPACE_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) {
         vec!["sqlite", "postgres"]
     } else {
         static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| eprintln!("PostgreSQL tests skipped: CARESPACE_TEST_POSTGRES_URL is not set"));
+        ONCE.call_once(|| say("PostgreSQL tests skipped: CARESPACE_TEST_POSTGRES_URL is not set"));
         vec!["sqlite"]
     }
 }
@@ -165,7 +172,7 @@ pub fn interop_dir() -> Option<std::path::PathBuf> {
     match std::env::var("CARESPACE_INTEROP_DIR") {
         Ok(dir) if std::path::Path::new(&dir).is_dir() => Some(dir.into()),
         _ => {
-            eprintln!("interop tests skipped: CARESPACE_INTEROP_DIR does not name the shared interop folder");
+            say("interop tests skipped: CARESPACE_INTEROP_DIR does not name the shared interop folder");
             None
         }
     }
