@@ -68,7 +68,13 @@ impl AppState {
             config.fhir_base(),
         );
         let capability_statement = fhir_api::capability_statement(&records).to_string().into();
-        Ok(AppState { config: Arc::new(config), store, records, clock, capability_statement })
+        Ok(AppState {
+            config: Arc::new(config),
+            store,
+            records,
+            clock,
+            capability_statement,
+        })
     }
 
     pub fn router(&self) -> Router {

@@ -69,7 +69,11 @@ pub fn index(registry: &Registry, rtype: &str, resource: &Value, base: &str) -> 
 /// (cheaper than a whole [`index`] when only the owners are wanted, as for the audit of a read).
 pub fn owners(registry: &Registry, rtype: &str, id: &str, resource: &Value, base: &str) -> Vec<String> {
     let mut entries = Vec::new();
-    for param in registry.of_type(rtype).iter().filter(|p| compartment_params(rtype).contains(&p.name.as_str())) {
+    for param in registry
+        .of_type(rtype)
+        .iter()
+        .filter(|p| compartment_params(rtype).contains(&p.name.as_str()))
+    {
         for node in param.eval(resource) {
             values(param, node, base, &mut entries);
         }

@@ -7,8 +7,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::records::Records;
 use crate::fhir::types::SUPPORTED;
+use crate::records::Records;
 
 pub async fn capability_statement(State(state): State<AppState>) -> Response {
     super::fhir_json(StatusCode::OK, state.capability_statement.to_string())
