@@ -30,6 +30,10 @@ enum Command {
     },
     /// Load FHIR Bundles and NDJSON files or folders of them.
     Import { paths: Vec<PathBuf> },
+    /// Write a consistent copy of the SQLite database to a new file, while the server runs.
+    Backup { file: PathBuf },
+    /// Replace the SQLite database with a backup (stop the server first).
+    Restore { file: PathBuf },
 }
 
 #[tokio::main]
@@ -81,6 +85,15 @@ async fn main() -> anyhow::Result<()> {
             if !summary.failed.is_empty() {
                 anyhow::bail!("{} entries or files could not be imported", summary.failed.len());
             }
+        }
+        Command::Backup { file } => {
+            let store = carespace::store::connect(&config.database_url()).await?;
+            store.backup(&file).await?;
+            println!("backed up to {}", file.display());
+        }
+        Command::Restore { file } => {
+            carespace::store::restore(&config.database_url(), &file).await?;
+            println!("restored from {}; start the server again", file.display());
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use crate::access::Grant;
 use crate::error::Result;
 
-pub use sql::connect;
+pub use sql::{connect, restore};
 
 /// A value extracted for one search parameter of one resource version.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,6 +181,9 @@ pub struct HistoryQuery {
 pub trait Store: Send + Sync {
     /// Engine name for logs and metrics (`sqlite` or `postgres`).
     fn engine(&self) -> &'static str;
+
+    /// Writes a consistent copy of the whole database to a new file, online (SQLite; PostgreSQL has pg_dump).
+    async fn backup(&self, to: &std::path::Path) -> Result<()>;
 
     /// Cheap round trip, for `/readyz`.
     async fn ping(&self) -> Result<()>;

@@ -31,15 +31,16 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
             begin: "BEGIN",
             read: pool.clone(),
             write: pool,
+            _lock: None,
         }
-    } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        let path = path.split('?').next().unwrap_or(path);
+    } else if let Some(path) = sqlite_path(url) {
         if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
         }
+        let lock = lock_file(path)?;
+        lock.try_lock_shared()
+            .map_err(|_| Error::Conflict(format!("{path} is being restored; try again when it is done")))?;
         let url = format!("sqlite://{path}?mode=rwc");
-        // WAL lets readers run beside the one writer; synchronous=NORMAL in WAL keeps every commit across a
-        // process crash (kill -9), only an OS crash can lose the last transactions.
         // One writer connection: SQLite allows one writer at a time and queueing in the pool is cheaper and
         // fairer than lock retries.
         let write = AnyPoolOptions::new()
@@ -62,6 +63,7 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
             begin: "BEGIN IMMEDIATE",
             read,
             write,
+            _lock: Some(lock),
         }
     } else {
         return Err(Error::Store(format!(
@@ -86,6 +88,89 @@ fn sqlite_setup(
     })
 }
 
+/// The file a `sqlite:` database URL names.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(path.split('?').next().unwrap_or(path))
+}
+
+/// `<db>.lock`: held shared by every process using the database, exclusively by a restore.
+fn lock_file(db: &str) -> Result<std::fs::File> {
+    let path = format!("{db}.lock");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Store(format!("cannot open {path}: {e}")))
+}
+
+/// Replaces the SQLite database at `url` with a backup made by [`Store::backup`]. Refuses while any process
+/// uses the database, and refuses files that are not a CareSpace database of this or an older version.
+pub async fn restore(url: &str, backup: &Path) -> Result<()> {
+    sqlx::any::install_default_drivers();
+    let Some(path) = sqlite_path(url) else {
+        return Err(Error::NotSupported(
+            "restore is for the SQLite default; restore PostgreSQL with pg_restore".into(),
+        ));
+    };
+    let lock = lock_file(path)?;
+    lock.try_lock()
+        .map_err(|_| Error::Conflict(format!("CareSpace is using {path}: stop it before restoring")))?;
+    check_backup(backup).await?;
+    let staged = format!("{path}.restoring");
+    let io = |e: std::io::Error| Error::Store(format!("restore failed: {e}"));
+    std::fs::copy(backup, &staged).map_err(io)?;
+    std::fs::File::open(&staged).and_then(|f| f.sync_all()).map_err(io)?;
+    // The old database's write-ahead log must not be replayed into the restored file.
+    for suffix in ["-wal", "-shm"] {
+        match std::fs::remove_file(format!("{path}{suffix}")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    std::fs::rename(&staged, path).map_err(io)
+}
+
+/// A backup is a SQLite file with our tables, migrated no further than this build knows.
+async fn check_backup(backup: &Path) -> Result<()> {
+    let not_ours = |why: String| {
+        Error::invalid(crate::error::Issue::new(
+            "invalid",
+            format!("{} is not a CareSpace backup: {why}", backup.display()),
+        ))
+    };
+    if !backup.is_file() {
+        return Err(not_ours("no such file".into()));
+    }
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}?mode=ro", backup.display()))
+        .await
+        .map_err(|e| not_ours(e.to_string()))?;
+    let newest: i64 = sqlx::query("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| not_ours(e.to_string()))?;
+    sqlx::query("SELECT COUNT(*) FROM resources")
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| not_ours(e.to_string()))?;
+    pool.close().await;
+    let known = sqlx::migrate!("src/store/sqlite/migrations")
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
+    if newest > known {
+        return Err(not_ours(format!(
+            "it was made by a newer CareSpace (schema {newest}, this one knows {known})"
+        )));
+    }
+    Ok(())
+}
+
 fn migrate_error(err: sqlx::migrate::MigrateError) -> Error {
     Error::Store(format!("migration failed: {err}"))
 }
@@ -97,6 +182,8 @@ struct SqlStore {
     /// How a write transaction starts: SQLite takes the write lock at once (`IMMEDIATE`), so a transaction
     /// that read first never fails to upgrade when another process wrote in between.
     begin: &'static str,
+    /// SQLite: the shared lock on `<db>.lock` every process using the file holds while it runs.
+    _lock: Option<std::fs::File>,
 }
 
 /// A value bound to a placeholder.
@@ -636,6 +723,26 @@ fn kind_no(value: &IndexValue) -> usize {
 impl Store for SqlStore {
     fn engine(&self) -> &'static str {
         self.engine
+    }
+
+    async fn backup(&self, to: &Path) -> Result<()> {
+        if self.engine != "sqlite" {
+            return Err(Error::NotSupported(
+                "back up PostgreSQL with pg_dump (see docs/operations.md)".into(),
+            ));
+        }
+        if to.exists() {
+            return Err(Error::Conflict(format!(
+                "{} exists already; choose a new file",
+                to.display()
+            )));
+        }
+        // VACUUM INTO writes a consistent, compact copy while the server keeps serving.
+        sqlx::query("VACUUM INTO $1")
+            .bind(to.display().to_string())
+            .execute(&self.read)
+            .await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<()> {

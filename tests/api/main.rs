@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test drives a real server over HTTP on a random port, on SQLite
 //! and (when CARESPACE_TEST_POSTGRES_URL is set) on PostgreSQL.
 
+mod backup;
 mod durability;
 mod gate;
 mod helpers;

@@ -1,0 +1,126 @@
+//! `carespace backup` copies the SQLite database while the server runs; `carespace restore` puts a backup back,
+//! refusing while a server uses the database and refusing files that are not CareSpace backups.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::new_database;
+
+fn carespace(dir: &std::path::Path, database_url: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_carespace"));
+    c.env("CARESPACE_DATA_DIR", dir)
+        .env("CARESPACE_DATABASE_URL", database_url)
+        .env("RUST_BACKTRACE", "0");
+    c
+}
+
+#[tokio::test]
+async fn backup_while_serving_and_restore_when_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = new_database("sqlite", dir.path()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = || {
+        carespace(dir.path(), &database_url)
+            .arg("serve")
+            .env("CARESPACE_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}/fhir");
+    let ready = || async {
+        for _ in 0..200 {
+            if client
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server did not start");
+    };
+    let put = |id: &str| {
+        client
+            .put(format!("{base}/Patient/{id}"))
+            .header("content-type", "application/fhir+json")
+            .body(json!({"resourceType": "Patient", "id": id}).to_string())
+            .send()
+    };
+    let status = |id: String| {
+        let url = format!("{base}/Patient/{id}");
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap().status().as_u16() }
+    };
+
+    let mut server = start();
+    ready().await;
+    assert_eq!(put("before").await.unwrap().status().as_u16(), 201);
+    let backup = dir.path().join("backup.db");
+    let out = carespace(dir.path(), &database_url)
+        .arg("backup")
+        .arg(&backup)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = carespace(dir.path(), &database_url)
+        .arg("backup")
+        .arg(&backup)
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a backup never overwrites a file");
+    assert_eq!(put("after").await.unwrap().status().as_u16(), 201);
+
+    let refused = carespace(dir.path(), &database_url)
+        .arg("restore")
+        .arg(&backup)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("stop it"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a database").unwrap();
+    assert!(
+        !carespace(dir.path(), &database_url)
+            .arg("restore")
+            .arg(&junk)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let out = carespace(dir.path(), &database_url)
+        .arg("restore")
+        .arg(&backup)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut server = start();
+    ready().await;
+    assert_eq!(status("before".into()).await, 200);
+    assert_eq!(
+        status("after".into()).await,
+        404,
+        "the restore brings back the state of the backup"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
