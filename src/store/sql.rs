@@ -277,6 +277,14 @@ fn grant_filter(sql: &mut Sql, grant: &Grant, alias: &str) {
     }
 }
 
+/// The grant filter for superseded versions (alias `h`): the compartments they had when they were current.
+fn history_grant_filter(sql: &mut Sql, grant: &Grant) {
+    if let Some(patients) = grant.patients() {
+        sql.push(" AND EXISTS (SELECT 1 FROM history_compartments hc WHERE hc.rid = h.rid AND hc.version = h.version");
+        sql.push(" AND hc.patient IN ").list(patients).push(")");
+    }
+}
+
 fn table_of(cond: &Condition) -> Option<&'static str> {
     match cond {
         Condition::Token { .. } => Some("search_token"),
@@ -573,6 +581,14 @@ impl SqlStore {
                     .bind(rid)
                     .execute(&mut *tx)
                     .await?;
+                    sqlx::query(
+                        "INSERT INTO history_compartments (rid, version, patient) \
+                         SELECT rid, $2, patient FROM compartments WHERE rid = $1",
+                    )
+                    .bind(rid)
+                    .bind(prev)
+                    .execute(&mut *tx)
+                    .await?;
                     let updated = sqlx::query(
                         "UPDATE resources SET version = $1, last_updated = $2, deleted = $3, body = $4 \
                          WHERE rid = $5 AND version = $6",
@@ -819,7 +835,7 @@ impl Store for SqlStore {
             sql.push("JOIN resources r ON r.rid = h.rid WHERE r.rtype = ")
                 .text(rtype);
             sql.push(" AND r.id = ").text(id).push(" AND h.version = ").int(version);
-            grant_filter(&mut sql, grant, "r");
+            history_grant_filter(&mut sql, grant);
             sql.query()
                 .fetch_optional(&self.read)
                 .await?
@@ -831,7 +847,8 @@ impl Store for SqlStore {
     }
 
     async fn history(&self, grant: &Grant, query: &HistoryQuery) -> Result<(Vec<Row>, i64)> {
-        let filter = |sql: &mut Sql, updated: &str| {
+        // `current`: the head rows (filtered by today's compartments) or superseded ones (by theirs then).
+        let filter = |sql: &mut Sql, updated: &str, current: bool| {
             sql.push(" WHERE 1 = 1");
             if let Some(rtype) = &query.rtype {
                 sql.push(" AND r.rtype = ").text(rtype);
@@ -842,14 +859,18 @@ impl Store for SqlStore {
             if let Some(since) = query.since {
                 sql.push(&format!(" AND {updated} >= ")).int(since);
             }
-            grant_filter(sql, grant, "r");
+            if current {
+                grant_filter(sql, grant, "r");
+            } else {
+                history_grant_filter(sql, grant);
+            }
         };
         let union = |sql: &mut Sql| {
             sql.push("SELECT r.rtype, r.id, r.version, r.last_updated, r.body FROM resources r");
-            filter(sql, "r.last_updated");
+            filter(sql, "r.last_updated", true);
             sql.push(" UNION ALL SELECT r.rtype, r.id, h.version, h.last_updated, h.body ");
             sql.push("FROM resource_history h JOIN resources r ON r.rid = h.rid");
-            filter(sql, "h.last_updated");
+            filter(sql, "h.last_updated", false);
         };
         let mut page = Sql::default();
         page.push("SELECT * FROM (");

@@ -175,6 +175,41 @@ async fn a_patient_actor_reaches_only_their_own_compartment() {
             "{engine}: A's audit trail lacks A's own reads"
         );
 
+        // A result filed to the wrong patient and moved: each sees only the versions that were theirs.
+        let misfiled = app.create(lab(&a, &a)).await;
+        let mut moved = lab(&b, &b);
+        moved["id"] = json!(misfiled);
+        assert_eq!(app.put(&format!("Observation/{misfiled}"), &moved).await.0, 200);
+        let bob = Actor::Patient { patient_id: b.clone() };
+        assert!(
+            records.vread(&alice, "Observation", &misfiled, 1).await.is_ok(),
+            "{engine}"
+        );
+        assert!(matches!(
+            records.vread(&alice, "Observation", &misfiled, 2).await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            records.vread(&bob, "Observation", &misfiled, 1).await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(records.read(&bob, "Observation", &misfiled).await.is_ok());
+        let theirs = |actor: &Actor| {
+            let actor = actor.clone();
+            let id = misfiled.clone();
+            async move {
+                let h: Value = serde_json::from_str(
+                    &records
+                        .history(&actor, Some("Observation"), Some(&id), &[])
+                        .await
+                        .unwrap(),
+                )
+                .unwrap();
+                h["total"].as_i64().unwrap()
+            }
+        };
+        assert_eq!((theirs(&alice).await, theirs(&bob).await), (1, 1), "{engine}");
+
         // A patient may not write clinical data.
         assert!(matches!(
             records.create(&alice, "Observation", &lab(&a, &a).to_string()).await,
