@@ -191,6 +191,18 @@ pub fn parse(
             req.used.push((key.clone(), value.clone()));
         }
     }
+    // A single `patient=Patient/X` puts every match in X's compartment (the patient parameter is always
+    // one of the compartment's), so the store may look only there.
+    req.query.patient =
+        req.query
+            .clauses
+            .iter()
+            .find_map(|c| match (c.param.as_str(), c.negate, c.any_of.as_slice()) {
+                ("patient", false, [Condition::Reference(target)]) => {
+                    target.strip_prefix("Patient/").map(str::to_owned)
+                }
+                _ => None,
+            });
     if req.query.sort.is_empty() {
         req.query.sort.push(Sort {
             key: SortKey::LastUpdated,
@@ -455,6 +467,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.query.count, 1000);
+        assert_eq!(r.query.patient.as_deref(), Some("1"));
         assert_eq!(
             r.query.clauses[0].any_of,
             vec![Condition::Reference("Patient/1".into())]

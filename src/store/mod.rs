@@ -159,6 +159,9 @@ pub struct Sort {
 pub struct Query {
     pub rtype: String,
     pub clauses: Vec<Clause>,
+    /// The one patient every match belongs to, when the search says so (`patient=X`): index lookups then
+    /// use the compartment-first keys, one range scan per parameter.
+    pub patient: Option<String>,
     pub sort: Vec<Sort>,
     pub count: i64,
     pub offset: i64,

@@ -462,6 +462,8 @@ fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
                     .text(&clause.param);
                 if let Some(patients) = grant.patients() {
                     sql.push(" AND x.patient IN ").list(patients);
+                } else if let Some(patient) = &query.patient {
+                    sql.push(" AND x.patient = ").text(patient);
                 }
                 sql.push(" AND (");
                 alternatives(sql, &clause.any_of);
