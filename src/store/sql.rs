@@ -894,10 +894,17 @@ impl Store for SqlStore {
     }
 
     async fn search(&self, grant: &Grant, query: &Query) -> Result<(Vec<Row>, Option<i64>)> {
+        // With an index lookup to start from, leave the type to it: a type condition on `resources` would let
+        // SQLite scan every resource of the type instead of fetching the few matches by rid.
+        let indexed = query
+            .clauses
+            .iter()
+            .any(|c| !c.negate && c.any_of.first().and_then(table_of).is_some());
         let filter = |sql: &mut Sql| {
-            sql.push(" FROM resources r WHERE r.rtype = ")
-                .text(&query.rtype)
-                .push(" AND r.deleted = 0");
+            sql.push(" FROM resources r WHERE r.deleted = 0");
+            if !indexed {
+                sql.push(" AND r.rtype = ").text(&query.rtype);
+            }
             grant_filter(sql, grant, "r");
             clauses(sql, query, grant);
         };
