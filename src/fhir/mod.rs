@@ -3,6 +3,8 @@
 
 pub mod datetime;
 pub mod extract;
+#[cfg(test)]
+mod fuzz;
 pub mod json;
 mod narrative;
 pub mod params;
