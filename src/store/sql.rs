@@ -523,6 +523,10 @@ async fn fetch_rows(pool: &AnyPool, sql: &Sql) -> Result<Vec<Row>> {
     rows.iter().map(to_row).collect()
 }
 
+async fn fetch_optional_row(pool: &AnyPool, sql: &Sql) -> Result<Option<Row>> {
+    sql.query().fetch_optional(pool).await?.as_ref().map(to_row).transpose()
+}
+
 async fn fetch_count(pool: &AnyPool, sql: &Sql) -> Result<i64> {
     Ok(sql.query().fetch_one(pool).await?.try_get(0)?)
 }
@@ -797,12 +801,7 @@ impl Store for SqlStore {
                 .text(rtype);
             sql.push(" AND r.id = ").text(id);
             grant_filter(&mut sql, grant, "r");
-            sql.query()
-                .fetch_optional(&self.read)
-                .await?
-                .as_ref()
-                .map(to_row)
-                .transpose()
+            fetch_optional_row(&self.read, &sql).await
         })
         .await
     }
@@ -838,12 +837,7 @@ impl Store for SqlStore {
                 .text(rtype);
             sql.push(" AND r.id = ").text(id).push(" AND h.version = ").int(version);
             history_grant_filter(&mut sql, grant);
-            sql.query()
-                .fetch_optional(&self.read)
-                .await?
-                .as_ref()
-                .map(to_row)
-                .transpose()
+            fetch_optional_row(&self.read, &sql).await
         })
         .await
     }

@@ -111,6 +111,18 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A request to `path` under the FHIR base (`""`: the base itself) with a FHIR JSON body type.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let url = if path.is_empty() {
+            self.base.clone()
+        } else {
+            format!("{}/{path}", self.base)
+        };
+        self.client
+            .request(method, url)
+            .header("content-type", "application/fhir+json")
+    }
+
     pub async fn send(
         &self,
         method: reqwest::Method,
@@ -118,16 +130,7 @@ impl TestApp {
         body: &Value,
     ) -> (u16, reqwest::header::HeaderMap, Value) {
         let r = self
-            .client
-            .request(
-                method,
-                if path.is_empty() {
-                    self.base.clone()
-                } else {
-                    format!("{}/{path}", self.base)
-                },
-            )
-            .header("content-type", "application/fhir+json")
+            .request(method, path)
             .body(body.to_string())
             .send()
             .await

@@ -29,9 +29,7 @@ async fn crud_versions_history_and_errors() {
 
         // If-Match with a stale version is refused.
         let stale = app
-            .client
-            .put(format!("{}/Patient/{id}", app.base))
-            .header("content-type", "application/fhir+json")
+            .request(reqwest::Method::PUT, &format!("Patient/{id}"))
             .header("if-match", "W/\"1\"")
             .body(json!({"resourceType": "Patient", "id": id}).to_string())
             .send()
@@ -55,9 +53,7 @@ async fn crud_versions_history_and_errors() {
         // Create-on-update with a client id, numbers keep their JSON form.
         let obs = r#"{"resourceType": "Observation", "id": "hb1", "status": "final", "code": {"text": "Hb"}, "valueQuantity": {"value": 13.50}}"#;
         let r = app
-            .client
-            .put(format!("{}/Observation/hb1", app.base))
-            .header("content-type", "application/fhir+json")
+            .request(reqwest::Method::PUT, "Observation/hb1")
             .body(obs)
             .send()
             .await
@@ -89,9 +85,7 @@ async fn crud_versions_history_and_errors() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 415);
         let r = app
-            .client
-            .post(format!("{}/Patient", app.base))
-            .header("content-type", "application/fhir+json")
+            .request(reqwest::Method::POST, "Patient")
             .body("{")
             .send()
             .await
@@ -232,9 +226,7 @@ async fn errors_are_operation_outcomes_with_the_right_status() {
             "x".repeat(17 * 1024 * 1024)
         );
         let r = app
-            .client
-            .post(format!("{}/Basic", app.base))
-            .header("content-type", "application/fhir+json")
+            .request(reqwest::Method::POST, "Basic")
             .body(big)
             .send()
             .await
@@ -281,9 +273,7 @@ async fn errors_are_operation_outcomes_with_the_right_status() {
 
         // If-None-Exist: a match answers 200 with the existing resource and creates nothing.
         let r = app
-            .client
-            .post(format!("{}/Patient", app.base))
-            .header("content-type", "application/fhir+json")
+            .request(reqwest::Method::POST, "Patient")
             .header("if-none-exist", "identifier=urn:x|1")
             .body(json!({"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "1"}]}).to_string())
             .send()
