@@ -196,3 +196,86 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
         assert_eq!(read["name"][0]["family"].as_str().map(str::len), Some(long.len()));
     }
 }
+
+/// The search parameters the foundation promises for each resource type, one query each.
+#[tokio::test]
+async fn each_promised_search_parameter_answers() {
+    for engine in engines() {
+        let app = spawn_app(engine).await;
+        let p = app
+            .create(
+                json!({"resourceType": "Patient", "name": [{"family": "Ng", "given": ["Ann"]}], "gender": "female",
+            "birthDate": "1970-01-02", "identifier": [{"system": "urn:mrn", "value": "9"}],
+            "telecom": [{"system": "email", "value": "ann@example.com"}]}),
+            )
+            .await;
+        let doctor = app.create(json!({"resourceType": "Practitioner", "name": [{"family": "Okafor"}], "identifier": [{"system": "urn:npi", "value": "1"}]})).await;
+        let org = app.create(json!({"resourceType": "Organization", "name": "Riverside Clinic", "identifier": [{"system": "urn:org", "value": "r"}]})).await;
+        let friend = app.create(json!({"resourceType": "RelatedPerson", "patient": {"reference": format!("Patient/{p}")},
+            "name": [{"family": "Ng", "given": ["Bo"]}], "birthDate": "1969-05-05", "telecom": [{"system": "email", "value": "bo@example.com"}]})).await;
+        let doc = app
+            .create(json!({"resourceType": "DocumentReference", "status": "current",
+            "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3"}]},
+            "category": [{"coding": [{"system": "urn:cat", "code": "note"}]}],
+            "subject": {"reference": format!("Patient/{p}")}, "date": "2025-01-02T10:00:00Z",
+            "content": [{"attachment": {"contentType": "text/plain", "data": "aGk="}}]}))
+            .await;
+        let first = app
+            .create(json!({"resourceType": "Communication", "status": "completed",
+            "category": [{"coding": [{"system": "urn:msg", "code": "rx"}]}],
+            "subject": {"reference": format!("Patient/{p}")}, "sender": {"reference": format!("Practitioner/{doctor}")},
+            "recipient": [{"reference": format!("Patient/{p}")}], "sent": "2025-02-01T10:00:00Z",
+            "payload": [{"contentString": "hello"}]}))
+            .await;
+        let reply = app
+            .create(json!({"resourceType": "Communication", "status": "completed",
+            "subject": {"reference": format!("Patient/{p}")}, "sender": {"reference": format!("Patient/{p}")},
+            "inResponseTo": [{"reference": format!("Communication/{first}")}], "sent": "2025-02-02T10:00:00Z",
+            "payload": [{"contentString": "thanks"}]}))
+            .await;
+        let cases: Vec<(String, Vec<&String>)> = vec![
+            ("Patient?family=ng&given=ann".to_owned(), vec![&p]),
+            ("Patient?birthdate=1970-01-02&gender=female".to_owned(), vec![&p]),
+            ("Patient?identifier=urn:mrn|9".to_owned(), vec![&p]),
+            ("Patient?email=ann@example.com".to_owned(), vec![&p]),
+            ("Patient?gender=|female".to_owned(), vec![&p]),
+            ("Practitioner?name=okafor".to_owned(), vec![&doctor]),
+            ("Practitioner?identifier=urn:npi|1".to_owned(), vec![&doctor]),
+            ("Organization?name=riverside".to_owned(), vec![&org]),
+            ("Organization?identifier=r".to_owned(), vec![&org]),
+            (format!("RelatedPerson?patient={p}&email=bo@example.com"), vec![&friend]),
+            ("RelatedPerson?birthdate=1969-05-05&name=bo".to_owned(), vec![&friend]),
+            (
+                format!("DocumentReference?subject=Patient/{p}&type=11506-3&category=note&status=current&date=2025-01"),
+                vec![&doc],
+            ),
+            (
+                format!("Communication?patient={p}&category=rx&sender=Practitioner/{doctor}&sent=ge2025-02-01"),
+                vec![&first],
+            ),
+            (
+                format!("Communication?recipient=Patient/{p}&status=completed"),
+                vec![&first],
+            ),
+            (
+                format!("Communication?in-response-to=Communication/{first}"),
+                vec![&reply],
+            ),
+        ];
+        for (query, want) in cases {
+            let (status, bundle) = app.get(&query).await;
+            assert_eq!(status, 200, "{engine} {query}: {bundle}");
+            let want: Vec<String> = want.into_iter().cloned().collect();
+            assert_eq!(ids(&bundle), want, "{engine} {query}");
+        }
+        // AuditEvent: patient, entity, date and type answer too (the reads above were audited).
+        let (_, audits) = app
+            .get(&format!(
+                "AuditEvent?patient={p}&entity=Communication/{first}&type=rest&date=ge2020"
+            ))
+            .await;
+        assert!(audits["total"].as_i64().unwrap() >= 1, "{engine}: {audits}");
+        let (_, agent) = app.get("AuditEvent?agent:missing=true&_summary=count").await;
+        assert!(agent["total"].as_i64().unwrap() >= 1, "{engine}: {agent}");
+    }
+}
