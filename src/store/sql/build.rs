@@ -1,0 +1,354 @@
+//! SQL text and binds, built together: the search conditions, grant filters and ordering both engines run.
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query as SqlQuery;
+use sqlx::{Any, AnyPool, Row as _};
+
+use crate::access::Grant;
+use crate::error::Result;
+use crate::store::{Clause, Condition, Prefix, Query, Row, SortKey};
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone)]
+pub(super) enum Bind {
+    Int(i64),
+    Float(f64),
+    Text(String),
+    OptText(Option<String>),
+}
+
+/// Builds SQL text and its binds together so placeholders are always numbered right.
+#[derive(Default)]
+pub(super) struct Sql {
+    text: String,
+    binds: Vec<Bind>,
+}
+
+impl Sql {
+    pub(super) fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    pub(super) fn bind(&mut self, value: Bind) -> &mut Self {
+        self.binds.push(value);
+        self.text.push('$');
+        self.text.push_str(&self.binds.len().to_string());
+        self
+    }
+
+    pub(super) fn text(&mut self, value: &str) -> &mut Self {
+        self.bind(Bind::Text(value.to_owned()))
+    }
+
+    pub(super) fn int(&mut self, value: i64) -> &mut Self {
+        self.bind(Bind::Int(value))
+    }
+
+    pub(super) fn float(&mut self, value: f64) -> &mut Self {
+        self.bind(Bind::Float(value))
+    }
+
+    /// `(a, b, c)` of text binds.
+    pub(super) fn list(&mut self, values: &[String]) -> &mut Self {
+        self.push("(");
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.text(v);
+        }
+        self.push(")")
+    }
+
+    pub(super) fn query(&self) -> SqlQuery<'_, Any, AnyArguments> {
+        // The text is built only from our own fragments; every value is a bind.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.text.as_str()));
+        for b in &self.binds {
+            q = match b {
+                Bind::Int(v) => q.bind(*v),
+                Bind::Float(v) => q.bind(*v),
+                Bind::Text(v) => q.bind(v.as_str()),
+                Bind::OptText(v) => q.bind(v.as_deref()),
+            };
+        }
+        q
+    }
+}
+
+pub(super) const ROW_COLUMNS: &str = "r.rtype, r.id, r.version, r.last_updated, r.body";
+
+pub(super) fn to_row(row: &AnyRow) -> Result<Row> {
+    Ok(Row {
+        rtype: row.try_get(0)?,
+        id: row.try_get(1)?,
+        version: row.try_get(2)?,
+        last_updated: row.try_get(3)?,
+        body: row.try_get(4)?,
+    })
+}
+
+/// `AND <alias>.rid IN (compartments of the granted patients)`, nothing for an unrestricted grant.
+pub(super) fn grant_filter(sql: &mut Sql, grant: &Grant, alias: &str) {
+    if let Some(patients) = grant.patients() {
+        sql.push(&format!(
+            " AND {alias}.rid IN (SELECT c.rid FROM compartments c WHERE c.patient IN "
+        ));
+        sql.list(patients);
+        sql.push(")");
+    }
+}
+
+/// The grant filter for superseded versions (alias `h`): the compartments they had when they were current.
+pub(super) fn history_grant_filter(sql: &mut Sql, grant: &Grant) {
+    if let Some(patients) = grant.patients() {
+        sql.push(" AND EXISTS (SELECT 1 FROM history_compartments hc WHERE hc.rid = h.rid AND hc.version = h.version");
+        sql.push(" AND hc.patient IN ").list(patients).push(")");
+    }
+}
+
+pub(super) fn table_of(cond: &Condition) -> Option<&'static str> {
+    match cond {
+        Condition::Token { .. } => Some("search_token"),
+        Condition::TextStarts(_) | Condition::TextContains(_) | Condition::TextExact(_) => Some("search_string"),
+        Condition::Date { .. } => Some("search_date"),
+        Condition::Reference(_) => Some("search_reference"),
+        Condition::Quantity { .. } => Some("search_quantity"),
+        Condition::Id(_) | Condition::LastUpdated { .. } | Condition::Missing(_) => None,
+    }
+}
+
+/// Date-range comparison per FHIR search semantics; `lo`/`hi` name the indexed range columns.
+pub(super) fn range_cmp(sql: &mut Sql, lo: &str, hi: &str, prefix: Prefix, low: i64, high: i64) {
+    match prefix {
+        Prefix::Eq => sql
+            .push(&format!("({lo} >= "))
+            .int(low)
+            .push(&format!(" AND {hi} <= "))
+            .int(high)
+            .push(")"),
+        Prefix::Ne => {
+            sql.push("NOT ");
+            range_cmp(sql, lo, hi, Prefix::Eq, low, high);
+            sql
+        }
+        Prefix::Gt => sql.push(&format!("{hi} > ")).int(high),
+        Prefix::Lt => sql.push(&format!("{lo} < ")).int(low),
+        Prefix::Ge => sql.push(&format!("{hi} >= ")).int(low),
+        Prefix::Le => sql.push(&format!("{lo} <= ")).int(high),
+        Prefix::Sa => sql.push(&format!("{lo} > ")).int(high),
+        Prefix::Eb => sql.push(&format!("{hi} < ")).int(low),
+        Prefix::Ap => {
+            // Approximately: within 10% of the distance to now, and at least a day, on either side.
+            let now = crate::clock::now_millis();
+            let slack = ((now - low).abs() / 10).max(86_400_000);
+            sql.push(&format!("({lo} <= "))
+                .int(high + slack)
+                .push(&format!(" AND {hi} >= "))
+                .int(low - slack)
+                .push(")")
+        }
+    };
+}
+
+pub(super) fn condition(sql: &mut Sql, cond: &Condition) {
+    match cond {
+        Condition::Token { system, code } => {
+            sql.push("(1 = 1");
+            match system {
+                None => {}
+                Some(None) => {
+                    sql.push(" AND x.system IS NULL");
+                }
+                Some(Some(s)) => {
+                    sql.push(" AND x.system = ").text(s);
+                }
+            }
+            if let Some(code) = code {
+                sql.push(" AND x.code = ").text(code);
+            }
+            sql.push(")");
+        }
+        Condition::TextStarts(norm) => {
+            // A range keeps the prefix match on the index (LIKE would not, and would treat % and _ specially).
+            sql.push("(x.norm >= ")
+                .text(norm)
+                .push(" AND x.norm < ")
+                .text(&format!("{norm}\u{10FFFF}"))
+                .push(")");
+        }
+        Condition::TextContains(norm) => {
+            // LIKE with an escaped pattern works the same on both engines (SQLite has no strpos, PostgreSQL no instr).
+            let escaped = norm.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            sql.push("x.norm LIKE ")
+                .text(&format!("%{escaped}%"))
+                .push(" ESCAPE '\\'");
+        }
+        Condition::TextExact(exact) => {
+            sql.push("x.exact = ").text(exact);
+        }
+        Condition::Date { prefix, low, high } => range_cmp(sql, "x.low", "x.high", *prefix, *low, *high),
+        Condition::Reference(target) => {
+            sql.push("x.target = ").text(target);
+        }
+        Condition::Quantity {
+            prefix,
+            value,
+            low,
+            high,
+            system,
+            code,
+        } => {
+            sql.push("(");
+            match prefix {
+                Prefix::Eq | Prefix::Ne => {
+                    if *prefix == Prefix::Ne {
+                        sql.push("NOT ");
+                    }
+                    sql.push("(x.value >= ")
+                        .float(*low)
+                        .push(" AND x.value < ")
+                        .float(*high)
+                        .push(")")
+                }
+                Prefix::Gt | Prefix::Sa => sql.push("x.value > ").float(*value),
+                Prefix::Lt | Prefix::Eb => sql.push("x.value < ").float(*value),
+                Prefix::Ge => sql.push("x.value >= ").float(*value),
+                Prefix::Le => sql.push("x.value <= ").float(*value),
+                Prefix::Ap => {
+                    let slack = (value * 0.1).abs();
+                    sql.push("x.value >= ")
+                        .float(value - slack)
+                        .push(" AND x.value <= ")
+                        .float(value + slack)
+                }
+            };
+            if let Some(code) = code {
+                sql.push(" AND x.code = ").text(code);
+            }
+            if let Some(system) = system {
+                sql.push(" AND x.system = ").text(system);
+            }
+            sql.push(")");
+        }
+        Condition::Id(id) => {
+            sql.push("r.id = ").text(id);
+        }
+        Condition::LastUpdated { prefix, low, high } => {
+            range_cmp(sql, "r.last_updated", "r.last_updated", *prefix, *low, *high)
+        }
+        Condition::Missing(_) => {
+            sql.push("1 = 1");
+        }
+    }
+}
+
+/// Appends ` AND <clause>` for each clause: index lookups become `rid IN (...)` subqueries that carry the
+/// granted patients too, so they run on the compartment-first index.
+pub(super) fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
+    for clause in &query.clauses {
+        let Some(first) = clause.any_of.first() else {
+            continue;
+        };
+        if let Condition::Missing(missing) = first {
+            let Some(table) = missing_table(clause) else {
+                continue;
+            };
+            sql.push(if *missing {
+                " AND r.rid NOT IN "
+            } else {
+                " AND r.rid IN "
+            });
+            sql.push(&format!("(SELECT x.rid FROM {table} x WHERE x.rtype = "))
+                .text(&query.rtype)
+                .push(" AND x.param = ")
+                .text(&clause.param)
+                .push(")");
+            continue;
+        }
+        match table_of(first) {
+            None => {
+                sql.push(if clause.negate { " AND NOT (" } else { " AND (" });
+                alternatives(sql, &clause.any_of);
+                sql.push(")");
+            }
+            Some(table) => {
+                sql.push(if clause.negate {
+                    " AND r.rid NOT IN "
+                } else {
+                    " AND r.rid IN "
+                });
+                sql.push(&format!("(SELECT x.rid FROM {table} x WHERE x.rtype = "))
+                    .text(&query.rtype)
+                    .push(" AND x.param = ")
+                    .text(&clause.param);
+                if let Some(patients) = grant.patients() {
+                    sql.push(" AND x.patient IN ").list(patients);
+                } else if let Some(patient) = &query.patient {
+                    sql.push(" AND x.patient = ").text(patient);
+                }
+                sql.push(" AND (");
+                alternatives(sql, &clause.any_of);
+                sql.push("))");
+            }
+        }
+    }
+}
+
+/// The table a `:missing` clause looks in is given by the parameter kind, carried in the clause's second
+/// alternative (a template condition the search parser adds).
+pub(super) fn missing_table(clause: &Clause) -> Option<&'static str> {
+    clause.any_of.get(1).and_then(table_of)
+}
+
+pub(super) fn alternatives(sql: &mut Sql, any_of: &[Condition]) {
+    for (i, cond) in any_of.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        condition(sql, cond);
+    }
+}
+
+pub(super) fn order_by(sql: &mut Sql, query: &Query) {
+    sql.push(" ORDER BY ");
+    for sort in &query.sort {
+        let dir = if sort.descending { "DESC" } else { "ASC" };
+        let agg = if sort.descending { "MAX" } else { "MIN" };
+        match &sort.key {
+            SortKey::LastUpdated => {
+                sql.push(&format!("r.last_updated {dir}, "));
+            }
+            SortKey::Id => {
+                sql.push(&format!("r.id {dir}, "));
+            }
+            SortKey::Date(p) | SortKey::Text(p) | SortKey::Token(p) | SortKey::Number(p) => {
+                let (table, column) = match &sort.key {
+                    SortKey::Date(_) => ("search_date", if sort.descending { "high" } else { "low" }),
+                    SortKey::Text(_) => ("search_string", "norm"),
+                    SortKey::Token(_) => ("search_token", "code"),
+                    _ => ("search_quantity", "value"),
+                };
+                sql.push(&format!(
+                    "(SELECT {agg}(s.{column}) FROM {table} s WHERE s.rid = r.rid AND s.param = "
+                ))
+                .text(p)
+                .push(&format!(") {dir} NULLS LAST, "));
+            }
+        }
+    }
+    sql.push("r.rid");
+}
+
+pub(super) async fn fetch_rows(pool: &AnyPool, sql: &Sql) -> Result<Vec<Row>> {
+    let rows = sql.query().fetch_all(pool).await?;
+    rows.iter().map(to_row).collect()
+}
+
+pub(super) async fn fetch_optional_row(pool: &AnyPool, sql: &Sql) -> Result<Option<Row>> {
+    sql.query().fetch_optional(pool).await?.as_ref().map(to_row).transpose()
+}
+
+pub(super) async fn fetch_count(pool: &AnyPool, sql: &Sql) -> Result<i64> {
+    Ok(sql.query().fetch_one(pool).await?.try_get(0)?)
+}

@@ -1,0 +1,449 @@
+//! The [`Store`] on sqlx's `Any` driver: the SQL is written once, with `$n` placeholders both engines accept;
+//! what differs (connection setup, the single SQLite writer, migrations) is decided here in [`connect`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+mod build;
+mod write;
+
+use self::build::{
+    ROW_COLUMNS, Sql, clauses, fetch_count, fetch_optional_row, fetch_rows, grant_filter, history_grant_filter,
+    order_by, table_of,
+};
+
+use async_trait::async_trait;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor, Row as _};
+
+use super::{
+    CLINICAL_DATE_PARAMS, CompartmentFilter, Head, HistoryQuery, Query, Row, SharedStore, Store, VersionWrite,
+};
+use crate::access::Grant;
+use crate::error::{Error, Result};
+
+/// Opens (creating where needed) the database at `url`, runs the engine's migrations and returns the store.
+pub async fn connect(url: &str) -> Result<SharedStore> {
+    sqlx::any::install_default_drivers();
+    let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
+        sqlx::migrate!("src/store/postgres/migrations")
+            .run(&pool)
+            .await
+            .map_err(migrate_error)?;
+        SqlStore {
+            engine: "postgres",
+            begin: "BEGIN",
+            read: pool.clone(),
+            write: pool,
+            _lock: None,
+        }
+    } else if let Some(path) = sqlite_path(url) {
+        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let lock = lock_file(path)?;
+        lock.try_lock_shared()
+            .map_err(|_| Error::Conflict(format!("{path} is being restored; try again when it is done")))?;
+        let url = format!("sqlite://{path}?mode=rwc");
+        // One writer connection: SQLite allows one writer at a time and queueing in the pool is cheaper and
+        // fairer than lock retries.
+        let write = AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(sqlite_setup)
+            .connect(&url)
+            .await?;
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&write).await?;
+        sqlx::migrate!("src/store/sqlite/migrations")
+            .run(&write)
+            .await
+            .map_err(migrate_error)?;
+        let read = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(sqlite_setup)
+            .connect(&url)
+            .await?;
+        SqlStore {
+            engine: "sqlite",
+            begin: "BEGIN IMMEDIATE",
+            read,
+            write,
+            _lock: Some(lock),
+        }
+    } else {
+        return Err(Error::Store(format!(
+            "unsupported database URL (expected sqlite://PATH or postgres://...): {}",
+            url.split('@').next_back().unwrap_or(url)
+        )));
+    };
+    Ok(Arc::new(store))
+}
+
+/// Per-connection SQLite settings. WAL lets readers run beside the one writer; synchronous=NORMAL in WAL keeps
+/// every commit across a process crash (kill -9), only an OS crash can lose the last transactions.
+fn sqlite_setup(
+    conn: &mut sqlx::AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures_core::future::BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        conn.execute("PRAGMA busy_timeout = 10000").await?;
+        conn.execute("PRAGMA synchronous = NORMAL").await?;
+        conn.execute("PRAGMA foreign_keys = ON").await?;
+        Ok(())
+    })
+}
+
+/// The file a `sqlite:` database URL names.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(path.split('?').next().unwrap_or(path))
+}
+
+/// `<db>.lock`: held shared by every process using the database, exclusively by a restore.
+fn lock_file(db: &str) -> Result<std::fs::File> {
+    let path = format!("{db}.lock");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Store(format!("cannot open {path}: {e}")))
+}
+
+/// Replaces the SQLite database at `url` with a backup made by [`Store::backup`]. Refuses while any process
+/// uses the database, and refuses files that are not a CareSpace database of this or an older version.
+pub async fn restore(url: &str, backup: &Path) -> Result<()> {
+    sqlx::any::install_default_drivers();
+    let Some(path) = sqlite_path(url) else {
+        return Err(Error::NotSupported(
+            "restore is for the SQLite default; restore PostgreSQL with pg_restore".into(),
+        ));
+    };
+    let lock = lock_file(path)?;
+    lock.try_lock()
+        .map_err(|_| Error::Conflict(format!("CareSpace is using {path}: stop it before restoring")))?;
+    check_backup(backup).await?;
+    let staged = format!("{path}.restoring");
+    let io = |e: std::io::Error| Error::Store(format!("restore failed: {e}"));
+    std::fs::copy(backup, &staged).map_err(io)?;
+    std::fs::File::open(&staged).and_then(|f| f.sync_all()).map_err(io)?;
+    // The old database's write-ahead log must not be replayed into the restored file.
+    for suffix in ["-wal", "-shm"] {
+        match std::fs::remove_file(format!("{path}{suffix}")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    std::fs::rename(&staged, path).map_err(io)
+}
+
+/// A backup is a SQLite file with our tables, migrated no further than this build knows.
+async fn check_backup(backup: &Path) -> Result<()> {
+    let not_ours = |why: String| {
+        Error::invalid(crate::error::Issue::new(
+            "invalid",
+            format!("{} is not a CareSpace backup: {why}", backup.display()),
+        ))
+    };
+    if !backup.is_file() {
+        return Err(not_ours("no such file".into()));
+    }
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}?mode=ro", backup.display()))
+        .await
+        .map_err(|e| not_ours(e.to_string()))?;
+    let newest: i64 = sqlx::query("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| not_ours(e.to_string()))?;
+    sqlx::query("SELECT COUNT(*) FROM resources")
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| not_ours(e.to_string()))?;
+    pool.close().await;
+    let known = sqlx::migrate!("src/store/sqlite/migrations")
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
+    if newest > known {
+        return Err(not_ours(format!(
+            "it was made by a newer CareSpace (schema {newest}, this one knows {known})"
+        )));
+    }
+    Ok(())
+}
+
+fn migrate_error(err: sqlx::migrate::MigrateError) -> Error {
+    Error::Store(format!("migration failed: {err}"))
+}
+
+struct SqlStore {
+    engine: &'static str,
+    read: AnyPool,
+    write: AnyPool,
+    /// How a write transaction starts: SQLite takes the write lock at once (`IMMEDIATE`), so a transaction
+    /// that read first never fails to upgrade when another process wrote in between.
+    begin: &'static str,
+    /// SQLite: the shared lock on `<db>.lock` every process using the file holds while it runs.
+    _lock: Option<std::fs::File>,
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn engine(&self) -> &'static str {
+        self.engine
+    }
+
+    async fn backup(&self, to: &Path) -> Result<()> {
+        if self.engine != "sqlite" {
+            return Err(Error::NotSupported(
+                "back up PostgreSQL with pg_dump (see docs/operations.md)".into(),
+            ));
+        }
+        if to.exists() {
+            return Err(Error::Conflict(format!(
+                "{} exists already; choose a new file",
+                to.display()
+            )));
+        }
+        // VACUUM INTO writes a consistent, compact copy while the server keeps serving.
+        sqlx::query("VACUUM INTO $1")
+            .bind(to.display().to_string())
+            .execute(&self.read)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    async fn head(&self, _grant: &Grant, rtype: &str, id: &str) -> Result<Option<Head>> {
+        self.timed("head", async {
+            let row = sqlx::query("SELECT version, deleted FROM resources WHERE rtype = $1 AND id = $2")
+                .bind(rtype)
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+            row.map(|r| {
+                Ok(Head {
+                    version: r.try_get(0)?,
+                    deleted: r.try_get::<i64, _>(1)? != 0,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn write(&self, grant: &Grant, writes: Vec<VersionWrite>) -> Result<()> {
+        self.timed("write", self.write_tx(grant, writes)).await
+    }
+
+    async fn read(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Row>> {
+        self.timed("read", async {
+            let mut sql = Sql::default();
+            sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.rtype = "))
+                .text(rtype);
+            sql.push(" AND r.id = ").text(id);
+            grant_filter(&mut sql, grant, "r");
+            fetch_optional_row(&self.read, &sql).await
+        })
+        .await
+    }
+
+    async fn read_many(&self, grant: &Grant, refs: &[(String, String)]) -> Result<Vec<Row>> {
+        let mut out = Vec::new();
+        for chunk in refs.chunks(200) {
+            let mut sql = Sql::default();
+            sql.push(&format!(
+                "SELECT {ROW_COLUMNS} FROM resources r WHERE r.deleted = 0 AND ("
+            ));
+            for (i, (rtype, id)) in chunk.iter().enumerate() {
+                sql.push(if i > 0 { " OR (r.rtype = " } else { "(r.rtype = " })
+                    .text(rtype);
+                sql.push(" AND r.id = ").text(id).push(")");
+            }
+            sql.push(")");
+            grant_filter(&mut sql, grant, "r");
+            out.extend(self.timed("read_many", fetch_rows(&self.read, &sql)).await?);
+        }
+        Ok(out)
+    }
+
+    async fn vread(&self, grant: &Grant, rtype: &str, id: &str, version: i64) -> Result<Option<Row>> {
+        self.timed("vread", async {
+            let mut sql = Sql::default();
+            sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.rtype = "))
+                .text(rtype);
+            sql.push(" AND r.id = ").text(id).push(" AND r.version = ").int(version);
+            grant_filter(&mut sql, grant, "r");
+            sql.push(" UNION ALL SELECT r.rtype, r.id, h.version, h.last_updated, h.body FROM resource_history h ");
+            sql.push("JOIN resources r ON r.rid = h.rid WHERE r.rtype = ")
+                .text(rtype);
+            sql.push(" AND r.id = ").text(id).push(" AND h.version = ").int(version);
+            history_grant_filter(&mut sql, grant);
+            fetch_optional_row(&self.read, &sql).await
+        })
+        .await
+    }
+
+    async fn history(&self, grant: &Grant, query: &HistoryQuery) -> Result<(Vec<Row>, i64)> {
+        // `current`: the head rows (filtered by today's compartments) or superseded ones (by theirs then).
+        let filter = |sql: &mut Sql, updated: &str, current: bool| {
+            sql.push(" WHERE 1 = 1");
+            if let Some(rtype) = &query.rtype {
+                sql.push(" AND r.rtype = ").text(rtype);
+            }
+            if let Some(id) = &query.id {
+                sql.push(" AND r.id = ").text(id);
+            }
+            if let Some(since) = query.since {
+                sql.push(&format!(" AND {updated} >= ")).int(since);
+            }
+            if current {
+                grant_filter(sql, grant, "r");
+            } else {
+                history_grant_filter(sql, grant);
+            }
+        };
+        let union = |sql: &mut Sql| {
+            sql.push("SELECT r.rtype, r.id, r.version, r.last_updated, r.body FROM resources r");
+            filter(sql, "r.last_updated", true);
+            sql.push(" UNION ALL SELECT r.rtype, r.id, h.version, h.last_updated, h.body ");
+            sql.push("FROM resource_history h JOIN resources r ON r.rid = h.rid");
+            filter(sql, "h.last_updated", false);
+        };
+        let mut page = Sql::default();
+        page.push("SELECT * FROM (");
+        union(&mut page);
+        page.push(") r ORDER BY r.last_updated DESC, r.rtype, r.id, r.version DESC LIMIT ")
+            .int(query.count);
+        page.push(" OFFSET ").int(query.offset);
+        let mut count = Sql::default();
+        count.push("SELECT COUNT(*) FROM (");
+        union(&mut count);
+        count.push(") r");
+        self.timed("history", async {
+            Ok((
+                fetch_rows(&self.read, &page).await?,
+                fetch_count(&self.read, &count).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn search(&self, grant: &Grant, query: &Query) -> Result<(Vec<Row>, Option<i64>)> {
+        // With an index lookup to start from, leave the type to it: a type condition on `resources` would let
+        // SQLite scan every resource of the type instead of fetching the few matches by rid.
+        let indexed = query
+            .clauses
+            .iter()
+            .any(|c| !c.negate && c.any_of.first().and_then(table_of).is_some());
+        let filter = |sql: &mut Sql| {
+            sql.push(" FROM resources r WHERE r.deleted = 0");
+            if !indexed {
+                sql.push(" AND r.rtype = ").text(&query.rtype);
+            }
+            grant_filter(sql, grant, "r");
+            clauses(sql, query, grant);
+        };
+        let mut page = Sql::default();
+        page.push(&format!("SELECT {ROW_COLUMNS}"));
+        filter(&mut page);
+        order_by(&mut page, query);
+        page.push(" LIMIT ").int(query.count).push(" OFFSET ").int(query.offset);
+        self.timed("search", async {
+            let rows = if query.count > 0 {
+                fetch_rows(&self.read, &page).await?
+            } else {
+                Vec::new()
+            };
+            let total = if query.total {
+                let mut count = Sql::default();
+                count.push("SELECT COUNT(*)");
+                filter(&mut count);
+                Some(fetch_count(&self.read, &count).await?)
+            } else {
+                None
+            };
+            Ok((rows, total))
+        })
+        .await
+    }
+
+    async fn referencing(
+        &self,
+        grant: &Grant,
+        rtype: &str,
+        param: &str,
+        targets: &[String],
+        limit: i64,
+    ) -> Result<Vec<Row>> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::default();
+        sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.deleted = 0"));
+        sql.push(" AND r.rid IN (SELECT x.rid FROM search_reference x WHERE x.rtype = ")
+            .text(rtype);
+        sql.push(" AND x.param = ")
+            .text(param)
+            .push(" AND x.target IN ")
+            .list(targets)
+            .push(")");
+        grant_filter(&mut sql, grant, "r");
+        sql.push(" ORDER BY r.rid LIMIT ").int(limit);
+        self.timed("referencing", fetch_rows(&self.read, &sql)).await
+    }
+
+    async fn compartment(&self, grant: &Grant, patient: &str, filter: &CompartmentFilter) -> Result<(Vec<Row>, i64)> {
+        let body = |sql: &mut Sql| {
+            sql.push(" FROM compartments c JOIN resources r ON r.rid = c.rid WHERE c.patient = ")
+                .text(patient);
+            sql.push(" AND r.deleted = 0");
+            if !filter.types.is_empty() {
+                sql.push(" AND c.rtype IN ").list(&filter.types);
+            } else if !filter.exclude.is_empty() {
+                sql.push(" AND c.rtype NOT IN ").list(&filter.exclude);
+            }
+            if let Some(since) = filter.since {
+                sql.push(" AND r.last_updated >= ").int(since);
+            }
+            if let Some((low, high)) = filter.clinical {
+                let params: Vec<String> = CLINICAL_DATE_PARAMS.iter().map(|p| (*p).to_owned()).collect();
+                sql.push(" AND (NOT EXISTS (SELECT 1 FROM search_date d WHERE d.rid = r.rid AND d.param IN ");
+                sql.list(&params)
+                    .push(") OR EXISTS (SELECT 1 FROM search_date d WHERE d.rid = r.rid AND d.param IN ");
+                sql.list(&params)
+                    .push(" AND d.high >= ")
+                    .int(low)
+                    .push(" AND d.low <= ")
+                    .int(high)
+                    .push("))");
+            }
+            grant_filter(sql, grant, "r");
+        };
+        let mut page = Sql::default();
+        page.push(&format!("SELECT {ROW_COLUMNS}"));
+        body(&mut page);
+        page.push(" ORDER BY r.rid LIMIT ")
+            .int(filter.count)
+            .push(" OFFSET ")
+            .int(filter.offset);
+        let mut count = Sql::default();
+        count.push("SELECT COUNT(*)");
+        body(&mut count);
+        self.timed("compartment", async {
+            Ok((
+                fetch_rows(&self.read, &page).await?,
+                fetch_count(&self.read, &count).await?,
+            ))
+        })
+        .await
+    }
+}
