@@ -1,0 +1,110 @@
+//! Writing the audit trail of what `Records` did: one AuditEvent per patient touched, naming only their
+//! resources, plus one for the practice when several patients were touched.
+
+use serde_json::{Value, json};
+
+use super::{Records, Stored};
+use crate::access::{Grant, audit};
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::fhir::extract;
+use crate::fhir::json::RawObject;
+use crate::store::VersionWrite;
+
+impl Records {
+    /// The AuditEvent write for an access to `what` in `patients`' compartments.
+    fn audit_write(
+        &self,
+        grant: &Grant,
+        interaction: &'static str,
+        what: &[String],
+        patients: &[String],
+        query: Option<&str>,
+    ) -> Result<VersionWrite> {
+        let now = self.clock.now_millis();
+        let recorded = clock::instant(now);
+        let event = audit::event(&audit::Access {
+            grant,
+            interaction,
+            what,
+            patients,
+            query,
+            recorded: &recorded,
+        });
+        let id = uuid::Uuid::new_v4().to_string();
+        let meta = json!({ "versionId": "1", "lastUpdated": recorded });
+        let raw: RawObject = serde_json::from_value(event.clone()).map_err(|e| Error::Store(e.to_string()))?;
+        let index = extract::index(&self.registry, "AuditEvent", &event, &self.base);
+        let compartments = extract::compartments("AuditEvent", &id, &index);
+        Ok(VersionWrite {
+            rtype: "AuditEvent".into(),
+            body: Some(raw.stamped("AuditEvent", &id, &meta)),
+            id,
+            prev_version: None,
+            version: 1,
+            last_updated: now,
+            index,
+            compartments,
+        })
+    }
+
+    /// Records a read-side access (after the data was fetched; a failed audit fails the request).
+    pub(super) async fn audit_read(
+        &self,
+        grant: &Grant,
+        interaction: &'static str,
+        rows: &[Stored],
+        query: Option<&str>,
+    ) -> Result<()> {
+        let touched = self.touched(grant, rows);
+        let writes = self.audit_writes(grant, interaction, &touched, query)?;
+        self.audit.record(writes).await
+    }
+
+    /// Each row as `Type/id` with the patients whose data it is (within the grant's patients, if limited).
+    pub(super) fn touched(&self, grant: &Grant, rows: &[Stored]) -> Vec<(String, Vec<String>)> {
+        rows.iter()
+            .map(|r| {
+                let mut patients = serde_json::from_str::<Value>(&r.body)
+                    .map(|v| extract::owners(&self.registry, &r.rtype, &r.id, &v, &self.base))
+                    .unwrap_or_default();
+                if let Some(mine) = grant.patients() {
+                    patients.retain(|p| mine.contains(p));
+                }
+                (format!("{}/{}", r.rtype, r.id), patients)
+            })
+            .collect()
+    }
+
+    /// The AuditEvents for one access. Each patient gets an event naming only their own resources, so no
+    /// patient's audit trail shows another's data; when several patients were touched, one more event without
+    /// a patient (for the practice) holds the query and the non-Patient resources.
+    pub(super) fn audit_writes(
+        &self,
+        grant: &Grant,
+        interaction: &'static str,
+        touched: &[(String, Vec<String>)],
+        query: Option<&str>,
+    ) -> Result<Vec<VersionWrite>> {
+        let mut patients: Vec<&String> = touched.iter().flat_map(|(_, p)| p).collect();
+        patients.sort();
+        patients.dedup();
+        let all: Vec<String> = touched.iter().map(|(r, _)| r.clone()).collect();
+        if patients.len() <= 1 {
+            let patients: Vec<String> = patients.into_iter().cloned().collect();
+            return Ok(vec![self.audit_write(grant, interaction, &all, &patients, query)?]);
+        }
+        let mut writes = Vec::with_capacity(patients.len() + 1);
+        for p in &patients {
+            let theirs: Vec<String> = touched
+                .iter()
+                .filter(|(_, ps)| ps.contains(p))
+                .map(|(r, _)| r.clone())
+                .collect();
+            writes.push(self.audit_write(grant, interaction, &theirs, std::slice::from_ref(p), None)?);
+        }
+        let practice: Vec<String> = all.into_iter().filter(|r| !r.starts_with("Patient/")).collect();
+        writes.push(self.audit_write(grant, interaction, &practice, &[], query)?);
+        Ok(writes)
+    }
+}
