@@ -39,8 +39,29 @@ pub async fn new_database(engine: &str, dir: &std::path::Path) -> String {
         return format!("sqlite://{}", dir.join("carespace.db").display());
     }
     let admin = std::env::var("CARESPACE_TEST_POSTGRES_URL").expect("postgres url");
-    let name = format!("carespace_test_{}", uuid::Uuid::new_v4().simple());
+    let pid = std::process::id();
+    let name = format!("carespace_test_{pid}_{}", uuid::Uuid::new_v4().simple());
     let pool = sqlx::PgPool::connect(&admin).await.expect("connect to PostgreSQL");
+    // Databases left by earlier test runs (their process is gone) are dropped, so runs do not pile up.
+    let existing: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'carespace\\_test\\_%'")
+            .fetch_all(&pool)
+            .await
+            .expect("list test databases");
+    for (old,) in existing {
+        let owner = old
+            .trim_start_matches("carespace_test_")
+            .split('_')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        if owner.is_some_and(|p| p != pid && !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = pool
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {old} WITH (FORCE)"
+                )))
+                .await;
+        }
+    }
     pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .await
         .expect("create database");
