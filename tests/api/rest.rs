@@ -326,26 +326,10 @@ async fn errors_are_operation_outcomes_with_the_right_status() {
 async fn health_readiness_and_metrics() {
     let app = spawn_app("sqlite").await;
     let root = app.base.trim_end_matches("/fhir");
-    assert_eq!(
-        app.client
-            .get(format!("{root}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(format!("{root}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    for probe in ["healthz", "readyz"] {
+        let r = app.client.get(format!("{root}/{probe}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{probe}");
+    }
     app.get("Patient?name=x").await;
     let metrics = app
         .client

@@ -254,16 +254,8 @@ pub(super) fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
             let Some(table) = missing_table(clause) else {
                 continue;
             };
-            sql.push(if *missing {
-                " AND r.rid NOT IN "
-            } else {
-                " AND r.rid IN "
-            });
-            sql.push(&format!("(SELECT x.rid FROM {table} x WHERE x.rtype = "))
-                .text(&query.rtype)
-                .push(" AND x.param = ")
-                .text(&clause.param)
-                .push(")");
+            index_subquery(sql, *missing, table, &query.rtype, &clause.param);
+            sql.push(")");
             continue;
         }
         match table_of(first) {
@@ -273,15 +265,7 @@ pub(super) fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
                 sql.push(")");
             }
             Some(table) => {
-                sql.push(if clause.negate {
-                    " AND r.rid NOT IN "
-                } else {
-                    " AND r.rid IN "
-                });
-                sql.push(&format!("(SELECT x.rid FROM {table} x WHERE x.rtype = "))
-                    .text(&query.rtype)
-                    .push(" AND x.param = ")
-                    .text(&clause.param);
+                index_subquery(sql, clause.negate, table, &query.rtype, &clause.param);
                 if let Some(patients) = grant.patients() {
                     sql.push(" AND x.patient IN ").list(patients);
                 } else if let Some(patient) = &query.patient {
@@ -293,6 +277,16 @@ pub(super) fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
             }
         }
     }
+}
+
+/// Opens ` AND r.rid [NOT] IN (SELECT x.rid FROM <table> x WHERE <type and parameter>`; the caller adds
+/// its conditions and the closing parenthesis.
+fn index_subquery(sql: &mut Sql, not: bool, table: &str, rtype: &str, param: &str) {
+    sql.push(if not { " AND r.rid NOT IN " } else { " AND r.rid IN " });
+    sql.push(&format!("(SELECT x.rid FROM {table} x WHERE x.rtype = "))
+        .text(rtype)
+        .push(" AND x.param = ")
+        .text(param);
 }
 
 /// The table a `:missing` clause looks in is given by the parameter kind, carried in the clause's second
