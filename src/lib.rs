@@ -82,9 +82,27 @@ impl AppState {
             .nest("/fhir", fhir_api::router())
             .merge(ops::router())
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
+            .layer(middleware::from_fn(limit_headers))
             .layer(middleware::from_fn(log_request))
             .with_state(self.clone())
     }
+}
+
+/// The most header bytes a request may carry; real clients send a few kilobytes (a SMART token included).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// 431 for requests whose headers exceed [`MAX_HEADER_BYTES`] (hyper alone allows hundreds of kilobytes).
+async fn limit_headers(req: Request, next: Next) -> Response {
+    let size: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if size > MAX_HEADER_BYTES {
+        use axum::response::IntoResponse as _;
+        return (
+            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request headers too large",
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// One log line and one metric sample per request: method, route, status, latency.

@@ -351,3 +351,54 @@ async fn health_readiness_and_metrics() {
         "{metrics}"
     );
 }
+
+/// Oversized or pathological input is answered with a clear 4xx, never a crash or a 5xx.
+#[tokio::test]
+async fn pathological_requests_get_clear_refusals() {
+    let app = spawn_app("sqlite").await;
+    // JSON nested far deeper than any resource.
+    let deep = format!(
+        "{{\"resourceType\":\"Basic\",\"code\":{}{}}}",
+        "{\"extension\":[".repeat(300),
+        "]}".repeat(300)
+    );
+    let r = app
+        .request(reqwest::Method::POST, "Basic")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // Too many parameters, too many alternatives, a huge _count.
+    let many: String = (0..150).map(|i| format!("code=c{i}")).collect::<Vec<_>>().join("&");
+    assert_eq!(app.get(&format!("Observation?{many}")).await.0, 400);
+    let alternatives: String = (0..150).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
+    assert_eq!(app.get(&format!("Observation?code={alternatives}")).await.0, 400);
+    let (status, bundle) = app.get("Observation?_count=100000").await;
+    assert_eq!(status, 200);
+    assert!(bundle["link"][0]["url"].as_str().unwrap().contains("_count=100000"));
+    // An enormous header is refused by the HTTP layer, and the server carries on.
+    let r = app
+        .client
+        .get(format!("{}/metadata", app.base))
+        .header("x-big", "a".repeat(200_000))
+        .send()
+        .await;
+    assert!(r.map(|r| r.status().as_u16() == 431).unwrap_or(true));
+    assert_eq!(app.get("metadata").await.0, 200);
+    // Not JSON at all, and a JSON array instead of a resource.
+    let r = app
+        .request(reqwest::Method::POST, "Patient")
+        .body("\u{0}\u{1}binary")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = app
+        .request(reqwest::Method::POST, "Patient")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}
