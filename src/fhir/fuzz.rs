@@ -98,6 +98,6 @@ proptest! {
         ], ".{0,24}"), 0..6)
     ) {
         let registry = Registry::new(&[]).expect("standard definitions compile");
-        let _ = search::parse("Observation", &params, &registry, Limits { default_count: 50, max_count: 1000 }, "http://x/fhir");
+        let _ = search::parse("Observation", &params, &registry, Limits { default_count: 50, max_count: 1000 }, "http://x/fhir", 0);
     }
 }

@@ -55,6 +55,7 @@ pub fn parse(
     registry: &Registry,
     limits: Limits,
     base: &str,
+    now: i64,
 ) -> Result<SearchRequest> {
     if params.len() > MAX_PARAMETERS {
         return Err(bad("(all)", &format!("more than {MAX_PARAMETERS} parameters")));
@@ -163,7 +164,7 @@ pub fn parse(
             "_lastUpdated" if modifier.is_none() => {
                 let any_of = alternatives(key, value)?
                     .iter()
-                    .map(|v| date_condition(key, v, true))
+                    .map(|v| date_condition(key, v, true, now))
                     .collect::<Result<_>>()?;
                 req.query.clauses.push(Clause {
                     param: "_lastUpdated".into(),
@@ -174,7 +175,7 @@ pub fn parse(
             "_id" | "_lastUpdated" => return Err(Error::NotSupported(format!("modifier on {key} is not supported"))),
             _ => match registry.param(rtype, name) {
                 Some(param) => {
-                    let clause = clause(name, param.kind, modifier, value, key, base)?;
+                    let clause = clause(name, param.kind, modifier, value, key, base, now)?;
                     req.query.clauses.push(clause);
                 }
                 None if name.contains('.') => {
@@ -281,9 +282,15 @@ fn prefix_of(value: &str) -> (Prefix, &str) {
     (Prefix::Eq, value)
 }
 
-fn date_condition(key: &str, value: &str, last_updated: bool) -> Result<Condition> {
+fn date_condition(key: &str, value: &str, last_updated: bool, now: i64) -> Result<Condition> {
     let (prefix, date) = prefix_of(value);
-    let (low, high) = datetime::range(date).ok_or_else(|| bad(key, &format!("'{value}' is not a valid date")))?;
+    let (mut low, mut high) =
+        datetime::range(date).ok_or_else(|| bad(key, &format!("'{value}' is not a valid date")))?;
+    if prefix == Prefix::Ap {
+        // Approximately: within 10% of the distance from now, and at least a day, on either side.
+        let slack = (now.saturating_sub(low).abs() / 10).max(86_400_000);
+        (low, high) = (low.saturating_sub(slack), high.saturating_add(slack));
+    }
     Ok(if last_updated {
         Condition::LastUpdated { prefix, low, high }
     } else {
@@ -316,7 +323,15 @@ fn number_condition(key: &str, value: &str) -> Result<Condition> {
     })
 }
 
-fn clause(name: &str, kind: Kind, modifier: Option<&str>, value: &str, key: &str, base: &str) -> Result<Clause> {
+fn clause(
+    name: &str,
+    kind: Kind,
+    modifier: Option<&str>,
+    value: &str,
+    key: &str,
+    base: &str,
+    now: i64,
+) -> Result<Clause> {
     let values = alternatives(key, value)?;
     let mut negate = false;
     let mut param = name.to_owned();
@@ -376,7 +391,7 @@ fn clause(name: &str, kind: Kind, modifier: Option<&str>, value: &str, key: &str
             .collect(),
         (Kind::Date, None) => values
             .iter()
-            .map(|v| date_condition(key, v, false))
+            .map(|v| date_condition(key, v, false, now))
             .collect::<Result<_>>()?,
         (Kind::Quantity | Kind::Number, None) => {
             values.iter().map(|v| number_condition(key, v)).collect::<Result<_>>()?
@@ -449,6 +464,7 @@ mod tests {
                 max_count: 1000,
             },
             "http://x/fhir",
+            0,
         )
     }
 

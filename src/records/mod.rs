@@ -272,7 +272,14 @@ impl Records {
         let params: Vec<(String, String)> = form_urlencoded::parse(criteria.trim_start_matches('?').as_bytes())
             .into_owned()
             .collect();
-        let mut req = search::parse(rtype, &params, &self.registry, self.limits, &self.base)?;
+        let mut req = search::parse(
+            rtype,
+            &params,
+            &self.registry,
+            self.limits,
+            &self.base,
+            self.clock.now_millis(),
+        )?;
         // Criteria that would match everything (none, or only parameters we ignore) must not pick a resource.
         if !req.ignored.is_empty() || req.query.clauses.is_empty() {
             let why = req

@@ -111,7 +111,14 @@ impl Records {
         params: &[(String, String)],
         strict: bool,
     ) -> Result<String> {
-        let req = search::parse(rtype, params, &self.registry, self.limits, &self.base)?;
+        let req = search::parse(
+            rtype,
+            params,
+            &self.registry,
+            self.limits,
+            &self.base,
+            self.clock.now_millis(),
+        )?;
         if strict && !req.ignored.is_empty() {
             return Err(Error::Invalid(
                 req.ignored

@@ -138,16 +138,13 @@ pub(super) fn range_cmp(sql: &mut Sql, lo: &str, hi: &str, prefix: Prefix, low: 
         Prefix::Le => sql.push(&format!("{lo} <= ")).int(high),
         Prefix::Sa => sql.push(&format!("{lo} > ")).int(high),
         Prefix::Eb => sql.push(&format!("{hi} < ")).int(low),
-        Prefix::Ap => {
-            // Approximately: within 10% of the distance to now, and at least a day, on either side.
-            let now = crate::clock::now_millis();
-            let slack = ((now - low).abs() / 10).max(86_400_000);
-            sql.push(&format!("({lo} <= "))
-                .int(high + slack)
-                .push(&format!(" AND {hi} >= "))
-                .int(low - slack)
-                .push(")")
-        }
+        // `ap` arrives already widened by the parser (it knows the clock): here it is plain overlap.
+        Prefix::Ap => sql
+            .push(&format!("({lo} <= "))
+            .int(high)
+            .push(&format!(" AND {hi} >= "))
+            .int(low)
+            .push(")"),
     };
 }
 
