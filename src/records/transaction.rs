@@ -435,11 +435,16 @@ impl Records {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let grant = access::authorize(
-            actor,
-            batch[0].write.body.as_ref().map_or(Action::Delete, |_| Action::Update),
-            &batch[0].write.rtype,
-        )?;
+        // The audit's action: create or delete when every entry is one, update otherwise. Each entry was
+        // authorized for its own action when it was prepared.
+        let action = if batch.iter().all(|p| p.created) {
+            Action::Create
+        } else if batch.iter().all(|p| p.write.body.is_none()) {
+            Action::Delete
+        } else {
+            Action::Update
+        };
+        let grant = access::authorize(actor, action, &batch[0].write.rtype)?;
         self.commit(&grant, "transaction", batch).await
     }
 
