@@ -14,6 +14,10 @@ pub struct Config {
     /// Empty: a SQLite file in the data folder.
     pub database_url: String,
     pub smtp_url: Option<String>,
+    /// Sender of the portal's email.
+    pub mail_from: String,
+    /// The practice's name, shown in the portal header and in every email.
+    pub practice_name: String,
     pub demo: bool,
     pub log_json: bool,
     /// Largest accepted request body in bytes.
@@ -30,6 +34,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: String::new(),
             smtp_url: None,
+            mail_from: "CareSpace <no-reply@carespace.invalid>".into(),
+            practice_name: "CareSpace Demo Practice".into(),
             demo: false,
             log_json: false,
             max_body_bytes: 16 * 1024 * 1024,
@@ -54,6 +60,8 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database_url", &mask(&self.database_url))
             .field("smtp_url", &self.smtp_url.as_deref().map(mask))
+            .field("mail_from", &self.mail_from)
+            .field("practice_name", &self.practice_name)
             .field("demo", &self.demo)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
@@ -95,6 +103,12 @@ impl Config {
         if let Some(v) = var("CARESPACE_SMTP_URL") {
             self.smtp_url = Some(v).filter(|s| !s.is_empty());
         }
+        if let Some(v) = var("CARESPACE_MAIL_FROM") {
+            self.mail_from = v;
+        }
+        if let Some(v) = var("CARESPACE_PRACTICE_NAME") {
+            self.practice_name = v;
+        }
         if let Some(v) = var("CARESPACE_DEMO") {
             self.demo = flag(v);
         }
@@ -118,6 +132,11 @@ impl Config {
         } else {
             self.database_url.clone()
         }
+    }
+
+    /// Whether the portal is served over https (cookies are then `Secure`).
+    pub fn https(&self) -> bool {
+        self.base_url.starts_with("https://")
     }
 
     pub fn fhir_base(&self) -> String {

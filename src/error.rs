@@ -74,6 +74,12 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// No valid credentials (a failed sign-in, an expired session or token).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// Too many attempts: the caller must wait (the message says how long).
+    #[error("too many requests: {0}")]
+    TooManyRequests(String),
     /// The database failed; the cause is logged, not shown.
     #[error("storage failure: {0}")]
     Store(String),
@@ -82,6 +88,11 @@ pub enum Error {
 impl Error {
     pub fn invalid(issue: Issue) -> Self {
         Error::Invalid(vec![issue])
+    }
+
+    /// A form field's value is not acceptable: the portal shows `message` next to `field`.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Error::invalid(Issue::new("value", message).at(field))
     }
 }
 

@@ -24,30 +24,35 @@ pub struct Summary {
 /// The demo practice (`fixtures/demo.json`, written by `fixtures/generate.py`), shipped in the binary.
 const DEMO: &str = include_str!("../fixtures/demo.json");
 
-/// Loads the demo practice when the store holds no Patient yet, and returns its patients as
-/// `(id, name)`; nothing when the store already had data.
-pub async fn demo(records: &Records) -> Result<Vec<(String, String)>> {
+/// The people of the demo practice, as `Type/id` references in file order.
+pub fn demo_people() -> Result<Vec<String>> {
+    let bundle: Value = serde_json::from_str(DEMO).map_err(|e| Error::Store(e.to_string()))?;
+    Ok(bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == "Patient" || r["resourceType"] == "Practitioner")
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or(""),
+                r["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect())
+}
+
+/// Loads the demo practice when the store holds no Patient yet; returns whether it did.
+pub async fn demo(records: &Records) -> Result<bool> {
     if !records.is_empty().await? {
-        return Ok(Vec::new());
+        return Ok(false);
     }
     let loaded = records.import_transaction(&Actor::system("demo"), DEMO).await?;
     if let Some((entry, err)) = loaded.failed.first() {
         return Err(Error::Store(format!("demo data entry {entry} failed: {err}")));
     }
-    let bundle: Value = serde_json::from_str(DEMO).map_err(|e| Error::Store(e.to_string()))?;
-    let patients = bundle["entry"].as_array().into_iter().flatten().map(|e| &e["resource"]);
-    Ok(patients
-        .filter(|r| r["resourceType"] == "Patient")
-        .map(|p| {
-            let name = &p["name"][0];
-            let given = name["given"][0].as_str().unwrap_or_default();
-            let family = name["family"].as_str().unwrap_or_default();
-            (
-                p["id"].as_str().unwrap_or_default().to_owned(),
-                format!("{given} {family}"),
-            )
-        })
-        .collect())
+    Ok(true)
 }
 
 /// Every `.json` and `.ndjson` file under `paths` (directories are walked), sorted.

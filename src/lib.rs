@@ -1,20 +1,25 @@
 //! CareSpace: a FHIR R4 patient-access server.
 //!
-//! - [`fhir_api`]: the FHIR REST door at `<base>/fhir`; [`ops`]: health, readiness, metrics.
+//! - [`fhir_api`]: the FHIR REST door at `<base>/fhir`; [`portal`]: the patient and staff pages at `<base>/`;
+//!   [`ops`]: health, readiness, metrics.
 //! - [`access`]: the one gate (actor → grant) and the audit trail.
+//! - [`accounts`]: people, passwords, invitations, sessions, throttling; [`mail`]: the outbox and its sender.
 //! - [`records`]: the resource rules (validate, index, store, search, `$everything`, transactions).
 //! - [`fhir`]: fhir-sdk glue (validation, search grammar, search parameters); [`store`]: the only SQL.
 //! - [`import`]: loading Bundles and NDJSON from files.
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod accounts;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod fhir_api;
 pub mod import;
+pub mod mail;
 pub mod ops;
+pub mod portal;
 pub mod records;
 pub mod store;
 
@@ -27,12 +32,14 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tokio::net::TcpListener;
 
+use crate::accounts::Accounts;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fhir::params::Registry;
 use crate::fhir::profiles::{self, Profiles};
 use crate::fhir::search::Limits;
+use crate::mail::Mailer;
 use crate::records::Records;
 use crate::store::SharedStore;
 
@@ -42,6 +49,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: SharedStore,
     pub records: Records,
+    pub accounts: Accounts,
+    pub mailer: Mailer,
     pub clock: Clock,
     /// `/fhir/metadata`, made once: it depends only on this build's definitions.
     pub capability_statement: Arc<str>,
@@ -68,10 +77,14 @@ impl AppState {
             config.fhir_base(),
         );
         let capability_statement = fhir_api::capability_statement(&records).to_string().into();
+        let mailer = Mailer::new(&config, store.clone(), clock.clone())?;
+        let accounts = Accounts::new(&config, store.clone(), records.clone(), mailer.clone(), clock.clone());
         Ok(AppState {
             config: Arc::new(config),
             store,
             records,
+            accounts,
+            mailer,
             clock,
             capability_statement,
         })
@@ -81,6 +94,7 @@ impl AppState {
         Router::new()
             .nest("/fhir", fhir_api::router())
             .merge(ops::router())
+            .merge(portal::router(self))
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
             .layer(middleware::from_fn(limit_headers))
             .layer(middleware::from_fn(log_request))
@@ -122,13 +136,26 @@ async fn log_request(req: Request, next: Next) -> Response {
     response
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Serves until `shutdown` resolves, then finishes in-flight requests. Also runs the email sender and, every
+/// ten minutes, the clean-up of ended sessions and expired links.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, state.router())
-        .with_graceful_shutdown(shutdown)
-        .await
+    state.mailer.spawn_worker();
+    let accounts = state.accounts.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            if let Err(e) = accounts.purge().await {
+                tracing::warn!(error = %e, "clean-up of sessions and links failed");
+            }
+        }
+    });
+    let app = state
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

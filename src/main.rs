@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use carespace::access::Actor;
 use carespace::config::Config;
 use carespace::{AppState, import};
 use clap::{Parser, Subcommand};
@@ -34,6 +35,23 @@ enum Command {
     Backup { file: PathBuf },
     /// Replace the SQLite database with a backup (stop the server first).
     Restore { file: PathBuf },
+    /// Care-team accounts.
+    #[command(subcommand)]
+    Staff(StaffCommand),
+    /// Email a patient the "Complete Your Registration" invitation (again: the old link stops working).
+    Invite { patient_id: String, email: String },
+}
+
+#[derive(Subcommand)]
+enum StaffCommand {
+    /// Add a staff member (and the Practitioner they are). The password is read from standard input when it
+    /// is not a terminal; otherwise one is generated and printed once.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[tokio::main]
@@ -60,16 +78,10 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             let state = AppState::build(config.clone()).await?;
             if config.demo {
-                let patients = import::demo(&state.records).await?;
-                if !patients.is_empty() {
-                    println!(
-                        "Demo data loaded. Demo patients (their records at {}/Patient/<id>/$everything):",
-                        config.fhir_base()
-                    );
-                    for (id, name) in &patients {
-                        println!("  {id}: {name}");
-                    }
+                if import::demo(&state.records).await? {
+                    println!("Demo data loaded.");
                 }
+                print_demo_logins(&config, &state.accounts.demo(&import::demo_people()?).await?);
             }
             tracing::info!(url = %config.base_url, fhir = %config.fhir_base(), engine = state.store.engine(), "CareSpace is listening");
             carespace::serve(listener, state, shutdown_signal()).await?;
@@ -95,8 +107,72 @@ async fn main() -> anyhow::Result<()> {
             carespace::store::restore(&config.database_url(), &file).await?;
             println!("restored from {}; start the server again", file.display());
         }
+        Command::Staff(StaffCommand::Add { email, name }) => {
+            let (password, generated) = staff_password()?;
+            let state = AppState::build(config).await?;
+            let account = state.accounts.add_staff(&email, &name, &password).await?;
+            println!("added staff member {} ({})", account.email, account.person);
+            if generated {
+                println!("password (shown once): {password}");
+            }
+        }
+        Command::Invite { patient_id, email } => {
+            let state = AppState::build(config.clone()).await?;
+            let account = state
+                .accounts
+                .invite(&Actor::system("cli"), &patient_id, &email, None)
+                .await?;
+            // Deliver now; a running server's sender would also pick it up within seconds.
+            state.mailer.deliver_due().await?;
+            match &config.smtp_url {
+                Some(_) => println!("invitation emailed to {}", account.email),
+                None => println!(
+                    "invitation for {} written to {}",
+                    account.email,
+                    config.data_dir.join("outbox").display()
+                ),
+            }
+        }
     }
     Ok(())
+}
+
+/// The new staff member's password: the first line of standard input when it is piped, else a generated one.
+fn staff_password() -> anyhow::Result<(String, bool)> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let line = line.trim_end_matches(['\r', '\n']);
+        if !line.is_empty() {
+            return Ok((line.to_owned(), false));
+        }
+    }
+    Ok((carespace::accounts::password::generate()?, true))
+}
+
+fn print_demo_logins(config: &Config, logins: &[carespace::accounts::demo::DemoLogin]) {
+    use carespace::store::accounts::AccountKind;
+    let password = carespace::accounts::demo::DEMO_PASSWORD;
+    println!("Demo logins (password for all: {password}):");
+    for l in logins {
+        match (l.kind, l.registered) {
+            (AccountKind::Staff, _) => println!("  care team  {}/staff/login  {}", config.base_url, l.email),
+            (AccountKind::Patient, true) => println!(
+                "  patient    {}/login  {}  date of birth {}  ({})",
+                config.base_url,
+                l.email,
+                l.birth_date.as_deref().unwrap_or("?"),
+                l.name
+            ),
+            (AccountKind::Patient, false) => println!(
+                "  invited    {} ({}): the \"Complete Your Registration\" email is in {}",
+                l.email,
+                l.name,
+                config.data_dir.join("outbox").display()
+            ),
+        }
+    }
 }
 
 fn init_logging(json: bool) {

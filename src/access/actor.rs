@@ -8,6 +8,8 @@ pub enum Actor {
     System { name: String },
     /// A signed-in patient: their own compartment only.
     Patient { patient_id: String },
+    /// A signed-in member of the care team: every patient of the practice.
+    Staff { practitioner_id: String },
 }
 
 impl Actor {
@@ -20,6 +22,7 @@ impl Actor {
         match self {
             Actor::System { name } => format!("system:{name}"),
             Actor::Patient { patient_id } => format!("Patient/{patient_id}"),
+            Actor::Staff { practitioner_id } => format!("Practitioner/{practitioner_id}"),
         }
     }
 }

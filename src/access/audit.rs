@@ -63,6 +63,85 @@ pub fn event(access: &Access<'_>) -> Value {
     })
 }
 
+/// Something done with a portal account, for the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountAction {
+    InviteSent,
+    Registered,
+    SignedIn,
+    SignInFailed,
+    SignedOut,
+    Locked,
+    ResetRequested,
+    PasswordReset,
+}
+
+impl AccountAction {
+    /// Our code (CodeSystem `account-event`), its words, and the DICOM event type it falls under.
+    fn codes(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        const AUTH: (&str, &str) = ("110114", "User Authentication");
+        const ATTRS: (&str, &str) = ("110137", "User Security Attributes Changed");
+        let ((t, td), code, display) = match self {
+            AccountAction::InviteSent => (ATTRS, "invite-sent", "Invitation sent"),
+            AccountAction::Registered => (ATTRS, "registered", "Registration completed"),
+            AccountAction::SignedIn => (AUTH, "login", "Signed in"),
+            AccountAction::SignInFailed => (AUTH, "login-failed", "Sign-in failed"),
+            AccountAction::SignedOut => (AUTH, "logout", "Signed out"),
+            AccountAction::Locked => (AUTH, "locked", "Sign-in locked after repeated failures"),
+            AccountAction::ResetRequested => (ATTRS, "reset-requested", "Password reset requested"),
+            AccountAction::PasswordReset => (ATTRS, "password-reset", "Password reset"),
+        };
+        (t, td, code, display)
+    }
+}
+
+/// The system of our account event codes.
+pub const ACCOUNT_EVENT_SYSTEM: &str = "http://carespace.example/fhir/CodeSystem/account-event";
+
+/// One account action: who acted (`agent`: a reference such as `Practitioner/x`, or the email address typed
+/// when no account matched), the patient whose account it concerns, the client address.
+pub struct AccountEvent<'a> {
+    pub action: AccountAction,
+    pub agent: &'a str,
+    pub patient: Option<&'a str>,
+    pub success: bool,
+    pub address: Option<&'a str>,
+    pub recorded: &'a str,
+}
+
+/// The AuditEvent for an account action (without id and meta).
+pub fn account_event(e: &AccountEvent<'_>) -> Value {
+    let (type_code, type_display, code, display) = e.action.codes();
+    let who = if e.agent.contains('/') && !e.agent.contains('@') {
+        json!({ "reference": e.agent })
+    } else {
+        json!({ "display": e.agent })
+    };
+    let mut agent = json!({ "who": who, "requestor": true });
+    if let Some(address) = e.address {
+        agent["network"] = json!({ "address": address, "type": "2" });
+    }
+    let entity: Vec<Value> = e
+        .patient
+        .map(|p| json!({ "what": { "reference": format!("Patient/{p}") }, "role": role("1", "Patient") }))
+        .into_iter()
+        .collect();
+    let mut event = json!({
+        "resourceType": "AuditEvent",
+        "type": { "system": "http://dicom.nema.org/resources/ontology/DCM", "code": type_code, "display": type_display },
+        "subtype": [{ "system": ACCOUNT_EVENT_SYSTEM, "code": code, "display": display }],
+        "action": "E",
+        "recorded": e.recorded,
+        "outcome": if e.success { "0" } else { "4" },
+        "agent": [agent],
+        "source": { "observer": { "display": "CareSpace" } },
+    });
+    if !entity.is_empty() {
+        event["entity"] = Value::Array(entity);
+    }
+    event
+}
+
 fn role(code: &str, display: &str) -> Value {
     json!({ "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": code, "display": display })
 }

@@ -65,7 +65,7 @@ impl Grant {
 /// May `actor` do `action` on resources of type `rtype`? On success the grant says on which patients.
 pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
     let patients = match actor {
-        Actor::System { .. } => None,
+        Actor::System { .. } | Actor::Staff { .. } => None,
         Actor::Patient { patient_id } => {
             if action.writes() && rtype != "Communication" {
                 return Err(Error::Forbidden(format!(

@@ -10,6 +10,7 @@
 //! | TooLarge / UnsupportedMediaType | 413 / 415 | too-costly / structure |
 //! | NotAcceptable | 406 | not-supported |
 //! | Forbidden | 403 | forbidden |
+//! | Unauthenticated / TooManyRequests | 401 / 429 | login / throttled |
 //! | Store | 500 | exception (the cause is logged, not sent) |
 
 use axum::http::StatusCode;
@@ -34,6 +35,8 @@ pub fn status_and_outcome(err: &Error) -> (StatusCode, Value) {
         Error::NotAcceptable(m) => (StatusCode::NOT_ACCEPTABLE, one("not-supported", m)),
         Error::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, one("structure", m)),
         Error::Forbidden(m) => (StatusCode::FORBIDDEN, one("forbidden", m)),
+        Error::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, one("login", m)),
+        Error::TooManyRequests(m) => (StatusCode::TOO_MANY_REQUESTS, one("throttled", m)),
         Error::Store(cause) => {
             tracing::error!(%cause, "storage failure");
             (

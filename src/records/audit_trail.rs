@@ -31,6 +31,11 @@ impl Records {
             query,
             recorded: &recorded,
         });
+        self.event_write(event, now, &recorded)
+    }
+
+    /// An AuditEvent as a new resource version.
+    fn event_write(&self, event: Value, now: i64, recorded: &str) -> Result<VersionWrite> {
         let id = uuid::Uuid::new_v4().to_string();
         let meta = json!({ "versionId": "1", "lastUpdated": recorded });
         let raw: RawObject = serde_json::from_value(event.clone()).map_err(|e| Error::Store(e.to_string()))?;
@@ -46,6 +51,21 @@ impl Records {
             index,
             compartments,
         })
+    }
+
+    /// Records an account action (sign-in, invitation, ...) in the audit trail; returns when it is durable.
+    pub async fn audit_account(&self, event: &audit::AccountEvent<'_>) -> Result<()> {
+        let now = self.clock.now_millis();
+        let recorded = clock::instant(now);
+        let write = self.event_write(
+            audit::account_event(&audit::AccountEvent {
+                recorded: &recorded,
+                ..*event
+            }),
+            now,
+            &recorded,
+        )?;
+        self.audit.record(vec![write]).await
     }
 
     /// Records a read-side access (after the data was fetched; a failed audit fails the request).

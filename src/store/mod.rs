@@ -4,12 +4,14 @@
 //! Everything that touches patient data takes an [`access::Grant`](crate::access::Grant), whose patient set
 //! is applied in the SQL itself, so paging and counts never see rows the caller may not.
 
+pub mod accounts;
 mod sql;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use self::accounts::{Account, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose};
 use crate::access::Grant;
 use crate::error::Result;
 
@@ -223,6 +225,68 @@ pub trait Store: Send + Sync {
 
     /// Every current resource in a patient's compartment, filtered by type and last update, paged.
     async fn compartment(&self, grant: &Grant, patient: &str, filter: &CompartmentFilter) -> Result<(Vec<Row>, i64)>;
+
+    // The application tables (`accounts/`, `mail/`): people and their credentials, no patient data, no grant.
+
+    /// Inserts or replaces an account (by id); `Error::Conflict` when its email or person has another account.
+    async fn save_account(&self, account: &Account) -> Result<()>;
+
+    async fn account(&self, key: AccountKey<'_>) -> Result<Option<Account>>;
+
+    /// The accounts standing for these FHIR resources (`Patient/x`, ...).
+    async fn accounts_of(&self, persons: &[String]) -> Result<Vec<Account>>;
+
+    /// Saves the account, replaces its open links of the token's purpose with the token, and queues the
+    /// mail that carries it: one transaction, so a link is never issued without its email or the reverse.
+    async fn issue_token(&self, account: &Account, token: &AccountToken, mail: &OutboxMail) -> Result<()>;
+
+    async fn token(&self, hash: &str) -> Result<Option<AccountToken>>;
+
+    /// The newest link of `purpose` issued to an account.
+    async fn latest_token(&self, account_id: &str, purpose: TokenPurpose) -> Result<Option<AccountToken>>;
+
+    /// Uses a link once: if it is still open at `now`, marks it used, sets the account's password and ends
+    /// all the account's sessions, in one transaction.
+    async fn redeem_token(&self, hash: &str, purpose: TokenPurpose, now: i64, password_hash: &str) -> Result<Redeem>;
+
+    async fn create_session(&self, session: &SessionRow) -> Result<()>;
+
+    async fn session(&self, hash: &str) -> Result<Option<SessionRow>>;
+
+    async fn touch_session(&self, hash: &str, now: i64) -> Result<()>;
+
+    async fn end_session(&self, hash: &str) -> Result<()>;
+
+    async fn throttle(&self, key: &str) -> Result<Option<ThrottleRow>>;
+
+    async fn save_throttle(&self, row: &ThrottleRow) -> Result<()>;
+
+    async fn clear_throttle(&self, key: &str) -> Result<()>;
+
+    async fn enqueue_mail(&self, mail: &OutboxMail) -> Result<()>;
+
+    /// Takes up to `limit` mails due at `now` for sending, hiding them from other senders until `lease_until`
+    /// (a sender that dies mid-send leaves them to be retried then).
+    async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<OutboxMail>>;
+
+    /// A sent mail leaves the outbox (and with it the link it carried).
+    async fn mail_sent(&self, id: &str) -> Result<()>;
+
+    async fn mail_failed(&self, id: &str, next_attempt: i64, error: &str) -> Result<()>;
+
+    /// Deletes sessions idle since `sessions_before`, throttles that ended before `throttles_before` and links
+    /// that expired before `tokens_before`.
+    async fn purge(&self, sessions_before: i64, throttles_before: i64, tokens_before: i64) -> Result<()>;
+}
+
+/// How an account is looked up.
+#[derive(Debug, Clone, Copy)]
+pub enum AccountKey<'a> {
+    Id(&'a str),
+    /// Lower-cased email.
+    Email(&'a str),
+    /// `Patient/x`, `Practitioner/y`.
+    Person(&'a str),
 }
 
 #[derive(Debug, Clone, Default)]

@@ -1,6 +1,9 @@
 //! `spawn_app`: a server on 127.0.0.1:0 with its own data folder and database, and a client for it.
 
 use carespace::AppState;
+
+use crate::smtp::SmtpSink;
+use crate::web::Web;
 use carespace::config::Config;
 use serde_json::Value;
 use sqlx::Executor;
@@ -13,6 +16,10 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     /// The running app's rooms, for driving the access gate with actors the HTTP doors do not make yet.
     pub state: AppState,
+    /// `http://127.0.0.1:port`: the portal.
+    pub origin: String,
+    /// The SMTP server the app sends its email to.
+    pub smtp: SmtpSink,
 }
 
 /// Tells the person running the tests, even when the test passes: the harness captures `eprintln!` but not
@@ -73,9 +80,11 @@ pub async fn spawn_app(engine: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let smtp = SmtpSink::start().await;
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
         base_url: format!("http://{addr}"),
+        smtp_url: Some(smtp.url.clone()),
         ..Config::default()
     };
     config.database_url = new_database(engine, dir.path()).await;
@@ -98,19 +107,39 @@ pub async fn spawn_app(engine: &str) -> TestApp {
         database_url,
         dir,
         state,
+        origin: format!("http://{addr}"),
+        smtp,
     }
 }
 
 impl TestApp {
     /// Runs the `carespace` binary on this app's database; returns (success, stdout + stderr).
     pub fn command(&self, args: &[&str]) -> (bool, String) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_carespace"))
+        self.command_with_input(args, "")
+    }
+
+    /// Runs the `carespace` binary with `input` on its standard input.
+    pub fn command_with_input(&self, args: &[&str], input: &str) -> (bool, String) {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_carespace"))
             .args(args)
             .env("CARESPACE_DATA_DIR", self.dir.path())
             .env("CARESPACE_DATABASE_URL", &self.database_url)
+            .env("CARESPACE_BASE_URL", &self.origin)
+            .env("CARESPACE_SMTP_URL", &self.smtp.url)
             .env("RUST_BACKTRACE", "0")
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("run carespace");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("carespace output");
         (
             out.status.success(),
             format!(
@@ -167,6 +196,11 @@ impl TestApp {
 
     pub async fn put(&self, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
         self.send(reqwest::Method::PUT, path, body).await
+    }
+
+    /// A browser with no cookies yet, pointed at the portal.
+    pub fn web(&self) -> Web {
+        Web::new(&self.origin)
     }
 
     /// Creates and returns the new id.

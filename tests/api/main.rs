@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test drives a real server over HTTP on a random port, on SQLite
 //! and (when CARESPACE_TEST_POSTGRES_URL is set) on PostgreSQL.
 
+mod accounts;
 mod backup;
 mod durability;
 mod gate;
@@ -8,4 +9,6 @@ mod helpers;
 mod interop;
 mod rest;
 mod search;
+mod smtp;
 mod us_core;
+mod web;

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+mod accounts;
 mod build;
 mod write;
 
@@ -16,8 +17,10 @@ use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row as _};
 
+use super::accounts::{Account, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose};
 use super::{
-    CLINICAL_DATE_PARAMS, CompartmentFilter, Head, HistoryQuery, Query, Row, SharedStore, Store, VersionWrite,
+    AccountKey, CLINICAL_DATE_PARAMS, CompartmentFilter, Head, HistoryQuery, Query, Row, SharedStore, Store,
+    VersionWrite,
 };
 use crate::access::Grant;
 use crate::error::{Error, Result};
@@ -445,5 +448,81 @@ impl Store for SqlStore {
             ))
         })
         .await
+    }
+
+    async fn save_account(&self, account: &Account) -> Result<()> {
+        self.save_account_row(account).await
+    }
+
+    async fn account(&self, key: AccountKey<'_>) -> Result<Option<Account>> {
+        self.account_row(key).await
+    }
+
+    async fn accounts_of(&self, persons: &[String]) -> Result<Vec<Account>> {
+        self.account_rows(persons).await
+    }
+
+    async fn issue_token(&self, account: &Account, token: &AccountToken, mail: &OutboxMail) -> Result<()> {
+        self.issue_token_tx(account, token, mail).await
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<AccountToken>> {
+        self.token_row(hash).await
+    }
+
+    async fn latest_token(&self, account_id: &str, purpose: TokenPurpose) -> Result<Option<AccountToken>> {
+        self.latest_token_row(account_id, purpose).await
+    }
+
+    async fn redeem_token(&self, hash: &str, purpose: TokenPurpose, now: i64, password_hash: &str) -> Result<Redeem> {
+        self.redeem_token_tx(hash, purpose, now, password_hash).await
+    }
+
+    async fn create_session(&self, session: &SessionRow) -> Result<()> {
+        self.create_session_row(session).await
+    }
+
+    async fn session(&self, hash: &str) -> Result<Option<SessionRow>> {
+        self.session_row(hash).await
+    }
+
+    async fn touch_session(&self, hash: &str, now: i64) -> Result<()> {
+        self.touch_session_row(hash, now).await
+    }
+
+    async fn end_session(&self, hash: &str) -> Result<()> {
+        self.end_session_row(hash).await
+    }
+
+    async fn throttle(&self, key: &str) -> Result<Option<ThrottleRow>> {
+        self.throttle_row(key).await
+    }
+
+    async fn save_throttle(&self, row: &ThrottleRow) -> Result<()> {
+        self.save_throttle_row(row).await
+    }
+
+    async fn clear_throttle(&self, key: &str) -> Result<()> {
+        self.clear_throttle_row(key).await
+    }
+
+    async fn enqueue_mail(&self, mail: &OutboxMail) -> Result<()> {
+        self.enqueue_mail_row(mail).await
+    }
+
+    async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<OutboxMail>> {
+        self.claim_mail_rows(now, lease_until, limit).await
+    }
+
+    async fn mail_sent(&self, id: &str) -> Result<()> {
+        self.mail_sent_row(id).await
+    }
+
+    async fn mail_failed(&self, id: &str, next_attempt: i64, error: &str) -> Result<()> {
+        self.mail_failed_row(id, next_attempt, error).await
+    }
+
+    async fn purge(&self, sessions_before: i64, throttles_before: i64, tokens_before: i64) -> Result<()> {
+        self.purge_rows(sessions_before, throttles_before, tokens_before).await
     }
 }

@@ -1,0 +1,58 @@
+//! The letters, one function per purpose, each with a subject, a plain-text part and an HTML part. They name
+//! the practice and carry a link; they never contain health information.
+
+use maud::html;
+
+use super::Letter;
+
+fn letter(to: &str, subject: String, intro: &str, action: &str, link: &str, after: &str, practice: &str) -> Letter {
+    let text = format!("{intro}\n\n{action}:\n{link}\n\n{after}\n\n{practice}\n");
+    let html = html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { (subject) } }
+            body style="font-family: sans-serif; line-height: 1.5" {
+                p { (intro) }
+                p { a href=(link) style="font-weight: bold" { (action) } }
+                p { (after) }
+                p { (practice) }
+            }
+        }
+    };
+    Letter {
+        to: to.to_owned(),
+        subject,
+        text,
+        html: html.into_string(),
+    }
+}
+
+/// "Complete Your Registration": the invitation to a new patient portal account.
+pub fn invite(to: &str, practice: &str, link: &str, valid_days: i64) -> Letter {
+    letter(
+        to,
+        format!("{practice}: Complete Your Registration"),
+        &format!("{practice} has invited you to its patient portal."),
+        "Complete Your Registration",
+        link,
+        &format!(
+            "The link works once and for {valid_days} days. If it has expired, ask the practice to resend the invitation. If you did not expect this email, you can ignore it."
+        ),
+        practice,
+    )
+}
+
+/// The link to choose a new password.
+pub fn password_reset(to: &str, practice: &str, link: &str, valid_minutes: i64) -> Letter {
+    letter(
+        to,
+        format!("{practice}: Reset your password"),
+        &format!("Someone (hopefully you) asked to reset the password of your {practice} patient portal account."),
+        "Reset your password",
+        link,
+        &format!(
+            "The link works once and for {valid_minutes} minutes. If you did not ask for this, ignore this email: your password stays as it is."
+        ),
+        practice,
+    )
+}

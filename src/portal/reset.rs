@@ -1,0 +1,163 @@
+//! "Forgot password": asking for a reset link (the same answer whether or not the account exists), and the
+//! page the link opens to choose a new password.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+use serde::Deserialize;
+
+use super::register::{LinkQuery, closed_link};
+use super::render::{self, Chrome, Field, Problems};
+use super::{PortalForm, Visitor};
+use crate::AppState;
+use crate::accounts::{LinkState, RESET_VALID_MINUTES};
+use crate::error::Error;
+use crate::store::accounts::{Account, TokenPurpose};
+
+#[derive(Deserialize, Default)]
+pub struct RequestForm {
+    #[serde(default)]
+    email: String,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ResetForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    birth_date: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+fn request_page(state: &AppState, visitor: &Visitor, email: &str, problems: &Problems, sent: bool) -> maud::Markup {
+    let chrome = Chrome {
+        practice: &state.config.practice_name,
+        user: None,
+        csrf: &visitor.csrf,
+    };
+    render::page(
+        &chrome,
+        "Forgot password",
+        html! {
+            @if sent {
+                p.notice role="status" {
+                    "If a portal account uses " strong { (email) } ", we have sent it an email with a link to choose a new password. The link works once, for " (RESET_VALID_MINUTES) " minutes."
+                }
+                p { a href="/login" { "Back to log in" } }
+            } @else {
+                p { "Enter the email address of your portal account. We will send you a link to choose a new password." }
+                (render::general(problems))
+                form.card method="post" action="/forgot-password" novalidate {
+                    input type="hidden" name="csrf" value=(visitor.csrf);
+                    (render::field(&Field { label: "Email address", name: "email", kind: "email", value: email, autocomplete: "username", error: problems.field("email") }))
+                    button type="submit" { "Send reset link" }
+                }
+                p { a href="/login" { "Back to log in" } }
+            }
+        },
+    )
+}
+
+pub async fn show_request(State(state): State<AppState>, visitor: Visitor) -> Response {
+    render::respond(
+        StatusCode::OK,
+        request_page(&state, &visitor, "", &Problems::default(), false),
+    )
+}
+
+pub async fn submit_request(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    PortalForm(form): PortalForm<RequestForm>,
+) -> Response {
+    match state.accounts.request_reset(&form.email, &visitor.address).await {
+        Ok(()) => render::respond(
+            StatusCode::OK,
+            request_page(&state, &visitor, form.email.trim(), &Problems::default(), true),
+        ),
+        Err(err) => render::respond(
+            render::status_of(&err),
+            request_page(&state, &visitor, &form.email, &Problems::of(&err), false),
+        ),
+    }
+}
+
+fn reset_page(
+    state: &AppState,
+    visitor: &Visitor,
+    account: &Account,
+    form: &ResetForm,
+    problems: &Problems,
+) -> maud::Markup {
+    let chrome = Chrome {
+        practice: &state.config.practice_name,
+        user: None,
+        csrf: &visitor.csrf,
+    };
+    render::page(
+        &chrome,
+        "Choose a new password",
+        html! {
+            p { "Choose a new password for " strong { (account.email) } ". Signing in anywhere else ends when you do." }
+            (render::general(problems))
+            form.card method="post" action="/reset-password" novalidate {
+                input type="hidden" name="csrf" value=(visitor.csrf);
+                input type="hidden" name="token" value=(form.token);
+                @if account.birth_date.is_some() {
+                    (render::field(&Field { label: "Date of birth", name: "birth_date", kind: "date", value: &form.birth_date, autocomplete: "bday", error: problems.field("birth_date") }))
+                }
+                (render::new_password(problems, &form.password))
+                button type="submit" { "Set new password" }
+            }
+        },
+    )
+}
+
+pub async fn show_reset(State(state): State<AppState>, visitor: Visitor, Query(q): Query<LinkQuery>) -> Response {
+    match state.accounts.link(&q.token, TokenPurpose::Reset).await {
+        Ok(LinkState::Open(account)) => {
+            let form = ResetForm {
+                token: q.token,
+                ..ResetForm::default()
+            };
+            render::respond(
+                StatusCode::OK,
+                reset_page(&state, &visitor, &account, &form, &Problems::default()),
+            )
+        }
+        Ok(other) => closed_link(&state, &other, TokenPurpose::Reset),
+        Err(e) => render::failure(&e),
+    }
+}
+
+pub async fn submit_reset(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    PortalForm(form): PortalForm<ResetForm>,
+) -> Response {
+    let result = state
+        .accounts
+        .reset_password(
+            &form.token,
+            &form.birth_date,
+            &form.password,
+            &form.confirm,
+            &visitor.address,
+        )
+        .await;
+    match result {
+        Ok(_) => visitor.signed_out_redirect("/login?reset=1"),
+        Err(err) => match state.accounts.link(&form.token, TokenPurpose::Reset).await {
+            Ok(LinkState::Open(account)) if !matches!(err, Error::Gone(_)) => render::respond(
+                render::status_of(&err),
+                reset_page(&state, &visitor, &account, &form, &Problems::of(&err)),
+            ),
+            Ok(link) => closed_link(&state, &link, TokenPurpose::Reset),
+            Err(e) => render::failure(&e),
+        },
+    }
+}

@@ -1,0 +1,264 @@
+//! The care team's page: find a patient, see whether they have portal access, send or resend the
+//! "Complete Your Registration" invitation. Patients are read through the gate as the staff member.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::render::{self, Chrome, Problems};
+use super::{PortalForm, Visitor};
+use crate::AppState;
+use crate::access::Actor;
+use crate::accounts::{Invitation, SignedIn};
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::store::accounts::AccountKind;
+
+#[derive(Deserialize, Default)]
+pub struct StaffQuery {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    sent: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    patient: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// The staff member's session and actor, if a staff member is signed in.
+fn staff(visitor: &Visitor) -> Option<(&SignedIn, Actor)> {
+    let s = visitor
+        .signed_in
+        .as_ref()
+        .filter(|s| s.account.kind == AccountKind::Staff)?;
+    Some((s, s.actor().ok()?))
+}
+
+fn to_staff_login() -> Response {
+    Redirect::to("/staff/login?next=/staff").into_response()
+}
+
+/// One patient row: id, name, birth date and the email on file.
+struct PatientRow {
+    id: String,
+    name: String,
+    birth_date: String,
+    email: String,
+}
+
+async fn find_patients(state: &AppState, actor: &Actor, name: &str) -> Result<Vec<PatientRow>> {
+    let mut params = vec![
+        ("_count".to_owned(), "50".to_owned()),
+        ("_sort".to_owned(), "family,given".to_owned()),
+    ];
+    if !name.trim().is_empty() {
+        params.push(("name".to_owned(), name.trim().to_owned()));
+    }
+    let bundle: Value = serde_json::from_str(&state.records.search(actor, "Patient", &params, false).await?)
+        .map_err(|e| Error::Store(e.to_string()))?;
+    Ok(bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .map(|p| {
+            let name = p["name"][0]["text"].as_str().map(str::to_owned).unwrap_or_else(|| {
+                let given: Vec<&str> = p["name"][0]["given"]
+                    .as_array()
+                    .map(|g| g.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                format!("{} {}", given.join(" "), p["name"][0]["family"].as_str().unwrap_or(""))
+                    .trim()
+                    .to_owned()
+            });
+            let email = p["telecom"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["system"] == "email")
+                .and_then(|t| t["value"].as_str())
+                .unwrap_or("")
+                .to_owned();
+            PatientRow {
+                id: p["id"].as_str().unwrap_or("").to_owned(),
+                name,
+                birth_date: p["birthDate"].as_str().unwrap_or("").to_owned(),
+                email,
+            }
+        })
+        .collect())
+}
+
+fn date(ms: i64) -> String {
+    clock::instant(ms)[..10].to_owned()
+}
+
+fn access_cell(invitation: Option<&Invitation>, now: i64) -> Markup {
+    html! {
+        @match invitation {
+            None => { "Not invited" }
+            Some(i) if i.account.registered.is_some() => {
+                "Registered " (date(i.account.registered.unwrap_or_default())) br; small { (i.account.email) }
+            }
+            Some(Invitation { latest: Some(t), account }) if t.expires > now => {
+                "Invited " (date(t.created)) ", link valid until " (date(t.expires)) br; small { (account.email) }
+            }
+            Some(Invitation { latest, account }) => {
+                "Invitation expired" @if let Some(t) = latest { " " (date(t.expires)) } br; small { (account.email) }
+            }
+        }
+    }
+}
+
+async fn page(
+    state: &AppState,
+    visitor: &Visitor,
+    signed_in: &SignedIn,
+    actor: &Actor,
+    q: &StaffQuery,
+    problems: &Problems,
+) -> Result<Markup> {
+    let patients = find_patients(state, actor, &q.name).await?;
+    let ids: Vec<String> = patients.iter().map(|p| p.id.clone()).collect();
+    let invitations = state.accounts.invitations(&ids).await?;
+    let now = state.clock.now_millis();
+    let chrome = Chrome {
+        practice: &state.config.practice_name,
+        user: Some(&signed_in.account),
+        csrf: &visitor.csrf,
+    };
+    let sent = q.sent.as_deref().and_then(|id| patients.iter().find(|p| p.id == id));
+    Ok(render::page(
+        &chrome,
+        "Care team",
+        html! {
+            @if let Some(p) = sent {
+                p.notice role="status" { "Invitation email sent for " (p.name) "." }
+            }
+            (render::general(problems))
+            form.search method="get" action="/staff" {
+                label for="name" { "Patient name" }
+                input id="name" name="name" type="search" value=(q.name);
+                button type="submit" { "Search" }
+            }
+            table.patients {
+                thead { tr { th { "Patient" } th { "Date of birth" } th { "Portal access" } th { "Invitation" } } }
+                tbody {
+                    @for p in &patients {
+                        @let invitation = invitations.iter().find(|i| i.account.person == format!("Patient/{}", p.id));
+                        tr {
+                            td { (p.name) br; small { "Patient/" (p.id) } }
+                            td { (p.birth_date) }
+                            td { (access_cell(invitation, now)) }
+                            td {
+                                @if invitation.is_none_or(|i| i.account.registered.is_none()) {
+                                    @if invitation.is_some() {
+                                        form method="post" action="/staff/resend" {
+                                            input type="hidden" name="csrf" value=(visitor.csrf);
+                                            input type="hidden" name="patient" value=(p.id);
+                                            input type="hidden" name="name" value=(q.name);
+                                            button type="submit" { "Resend invite" }
+                                        }
+                                    }
+                                    form.invite method="post" action="/staff/invite" {
+                                        input type="hidden" name="csrf" value=(visitor.csrf);
+                                        input type="hidden" name="patient" value=(p.id);
+                                        input type="hidden" name="name" value=(q.name);
+                                        @let id = format!("email-{}", p.id);
+                                        label for=(id) { "Email for " (p.name) }
+                                        input id=(id) name="email" type="email" required
+                                            value=(invitation.map_or(p.email.as_str(), |i| i.account.email.as_str()));
+                                        button type="submit" { @if invitation.is_some() { "Send to this address" } @else { "Send invitation" } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if patients.is_empty() {
+                p { "No patients match." }
+            }
+        },
+    ))
+}
+
+pub async fn show(State(state): State<AppState>, visitor: Visitor, Query(q): Query<StaffQuery>) -> Response {
+    let Some((signed_in, actor)) = staff(&visitor) else {
+        return to_staff_login();
+    };
+    match page(&state, &visitor, signed_in, &actor, &q, &Problems::default()).await {
+        Ok(markup) => render::respond(StatusCode::OK, markup),
+        Err(e) => render::failure(&e),
+    }
+}
+
+async fn after(state: &AppState, visitor: &Visitor, form: &InviteForm, result: Result<()>) -> Response {
+    let Some((signed_in, actor)) = staff(visitor) else {
+        return to_staff_login();
+    };
+    match result {
+        Ok(()) => {
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("name", &form.name)
+                .append_pair("sent", &form.patient)
+                .finish();
+            Redirect::to(&format!("/staff?{query}")).into_response()
+        }
+        Err(err) => {
+            let q = StaffQuery {
+                name: form.name.clone(),
+                sent: None,
+            };
+            let mut problems = Problems::of(&err);
+            if let Some(field) = problems.field("email").or(problems.field("patient")) {
+                problems.general = Some(field.to_owned());
+            }
+            match page(state, visitor, signed_in, &actor, &q, &problems).await {
+                Ok(markup) => render::respond(render::status_of(&err), markup),
+                Err(e) => render::failure(&e),
+            }
+        }
+    }
+}
+
+pub async fn invite(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    PortalForm(form): PortalForm<InviteForm>,
+) -> Response {
+    let Some((_, actor)) = staff(&visitor) else {
+        return to_staff_login();
+    };
+    let result = state
+        .accounts
+        .invite(&actor, &form.patient, &form.email, Some(&visitor.address))
+        .await
+        .map(drop);
+    after(&state, &visitor, &form, result).await
+}
+
+pub async fn resend(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    PortalForm(form): PortalForm<InviteForm>,
+) -> Response {
+    let Some((_, actor)) = staff(&visitor) else {
+        return to_staff_login();
+    };
+    let result = state
+        .accounts
+        .resend(&actor, &form.patient, Some(&visitor.address))
+        .await
+        .map(drop);
+    after(&state, &visitor, &form, result).await
+}

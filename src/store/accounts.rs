@@ -1,0 +1,111 @@
+//! Rows of the application tables behind the portal's front door: accounts, single-use links, sessions,
+//! throttles and the mail outbox. Plain data; the rules live in `accounts/` and `mail/`.
+
+/// Whom an account belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    Patient,
+    Staff,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Patient => "patient",
+            AccountKind::Staff => "staff",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "patient" => Some(AccountKind::Patient),
+            "staff" => Some(AccountKind::Staff),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    /// Lower-cased.
+    pub email: String,
+    pub kind: AccountKind,
+    /// The FHIR resource the account stands for: `Patient/x` or `Practitioner/y`.
+    pub person: String,
+    pub display_name: String,
+    /// `YYYY-MM-DD`; sign-in must match it (patients).
+    pub birth_date: Option<String>,
+    /// Argon2id PHC string; `None` until the invitation is accepted.
+    pub password_hash: Option<String>,
+    pub created: i64,
+    pub registered: Option<i64>,
+}
+
+/// What a single-use link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    Invite,
+    Reset,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::Invite => "invite",
+            TokenPurpose::Reset => "reset",
+        }
+    }
+}
+
+/// A single-use link, known by the SHA-256 of its token.
+#[derive(Debug, Clone)]
+pub struct AccountToken {
+    pub hash: String,
+    pub account_id: String,
+    pub purpose: TokenPurpose,
+    pub created: i64,
+    pub expires: i64,
+    pub used: Option<i64>,
+    /// Set when a newer link of the same purpose replaced this one.
+    pub superseded: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// SHA-256 of the cookie value.
+    pub hash: String,
+    pub account_id: String,
+    pub created: i64,
+    pub last_seen: i64,
+}
+
+/// Failed attempts counted under one key within a window.
+#[derive(Debug, Clone)]
+pub struct ThrottleRow {
+    pub key: String,
+    pub failures: i64,
+    pub first_failure: i64,
+    pub locked_until: i64,
+}
+
+/// One email waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxMail {
+    pub id: String,
+    pub created: i64,
+    pub recipient: String,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: String,
+    pub attempts: i64,
+    pub next_attempt: i64,
+}
+
+/// Why a single-use link could not be redeemed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redeem {
+    Done,
+    /// Unknown, used, replaced or expired by the time the transaction ran.
+    NotValid,
+}

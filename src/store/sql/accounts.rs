@@ -1,0 +1,381 @@
+//! SQL for the application tables: accounts, single-use links, sessions, throttles and the outbox.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row as _};
+
+use super::SqlStore;
+use super::build::Sql;
+use crate::error::{Error, Result};
+use crate::store::AccountKey;
+use crate::store::accounts::{
+    Account, AccountKind, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose,
+};
+
+const ACCOUNT_COLUMNS: &str = "id, email, kind, person, display_name, birth_date, password_hash, created, registered";
+const TOKEN_COLUMNS: &str = "hash, account_id, purpose, created, expires, used, superseded";
+const MAIL_COLUMNS: &str = "id, created, recipient, subject, text_body, html_body, attempts, next_attempt";
+
+fn account(row: &AnyRow) -> Result<Account> {
+    let kind: String = row.try_get(2)?;
+    Ok(Account {
+        id: row.try_get(0)?,
+        email: row.try_get(1)?,
+        kind: AccountKind::parse(&kind).ok_or_else(|| Error::Store(format!("unknown account kind {kind}")))?,
+        person: row.try_get(3)?,
+        display_name: row.try_get(4)?,
+        birth_date: row.try_get(5)?,
+        password_hash: row.try_get(6)?,
+        created: row.try_get(7)?,
+        registered: row.try_get(8)?,
+    })
+}
+
+fn token(row: &AnyRow) -> Result<AccountToken> {
+    let purpose: String = row.try_get(2)?;
+    Ok(AccountToken {
+        hash: row.try_get(0)?,
+        account_id: row.try_get(1)?,
+        purpose: match purpose.as_str() {
+            "invite" => TokenPurpose::Invite,
+            "reset" => TokenPurpose::Reset,
+            other => return Err(Error::Store(format!("unknown link purpose {other}"))),
+        },
+        created: row.try_get(3)?,
+        expires: row.try_get(4)?,
+        used: row.try_get(5)?,
+        superseded: row.try_get(6)?,
+    })
+}
+
+fn mail(row: &AnyRow) -> Result<OutboxMail> {
+    Ok(OutboxMail {
+        id: row.try_get(0)?,
+        created: row.try_get(1)?,
+        recipient: row.try_get(2)?,
+        subject: row.try_get(3)?,
+        text_body: row.try_get(4)?,
+        html_body: row.try_get(5)?,
+        attempts: row.try_get(6)?,
+        next_attempt: row.try_get(7)?,
+    })
+}
+
+async fn upsert_account<'c>(conn: impl sqlx::Executor<'c, Database = Any>, a: &Account) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO accounts (id, email, kind, person, display_name, birth_date, password_hash, created, registered) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET email = $2, kind = $3, \
+         person = $4, display_name = $5, birth_date = $6, password_hash = $7, registered = $9",
+    )
+    .bind(a.id.as_str())
+    .bind(a.email.as_str())
+    .bind(a.kind.as_str())
+    .bind(a.person.as_str())
+    .bind(a.display_name.as_str())
+    .bind(a.birth_date.as_deref())
+    .bind(a.password_hash.as_deref())
+    .bind(a.created)
+    .bind(a.registered)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_mail<'c>(conn: impl sqlx::Executor<'c, Database = Any>, m: &OutboxMail) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (id, created, recipient, subject, text_body, html_body, attempts, next_attempt) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(m.id.as_str())
+    .bind(m.created)
+    .bind(m.recipient.as_str())
+    .bind(m.subject.as_str())
+    .bind(m.text_body.as_str())
+    .bind(m.html_body.as_str())
+    .bind(m.attempts)
+    .bind(m.next_attempt)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl SqlStore {
+    pub(super) async fn save_account_row(&self, account: &Account) -> Result<()> {
+        upsert_account(&self.write, account).await
+    }
+
+    pub(super) async fn account_row(&self, key: AccountKey<'_>) -> Result<Option<Account>> {
+        let (column, value) = match key {
+            AccountKey::Id(v) => ("id", v),
+            AccountKey::Email(v) => ("email", v),
+            AccountKey::Person(v) => ("person", v),
+        };
+        let mut sql = Sql::default();
+        sql.push(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {column} = "))
+            .text(value);
+        sql.query()
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(account)
+            .transpose()
+    }
+
+    pub(super) async fn account_rows(&self, persons: &[String]) -> Result<Vec<Account>> {
+        if persons.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::default();
+        sql.push(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE person IN "))
+            .list(persons);
+        sql.query().fetch_all(&self.read).await?.iter().map(account).collect()
+    }
+
+    pub(super) async fn issue_token_tx(&self, a: &Account, t: &AccountToken, m: &OutboxMail) -> Result<()> {
+        let mut tx = self.write.begin_with(self.begin).await?;
+        upsert_account(&mut *tx, a).await?;
+        sqlx::query(
+            "UPDATE account_tokens SET superseded = $3 WHERE account_id = $1 AND purpose = $2 \
+             AND used IS NULL AND superseded IS NULL",
+        )
+        .bind(a.id.as_str())
+        .bind(t.purpose.as_str())
+        .bind(t.created)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO account_tokens (hash, account_id, purpose, created, expires) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(t.hash.as_str())
+        .bind(t.account_id.as_str())
+        .bind(t.purpose.as_str())
+        .bind(t.created)
+        .bind(t.expires)
+        .execute(&mut *tx)
+        .await?;
+        insert_mail(&mut *tx, m).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn token_row(&self, hash: &str) -> Result<Option<AccountToken>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM account_tokens WHERE hash = $1"
+        )))
+        .bind(hash)
+        .fetch_optional(&self.read)
+        .await?
+        .as_ref()
+        .map(token)
+        .transpose()
+    }
+
+    pub(super) async fn latest_token_row(
+        &self,
+        account_id: &str,
+        purpose: TokenPurpose,
+    ) -> Result<Option<AccountToken>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM account_tokens WHERE account_id = $1 AND purpose = $2 \
+             ORDER BY created DESC LIMIT 1"
+        )))
+        .bind(account_id)
+        .bind(purpose.as_str())
+        .fetch_optional(&self.read)
+        .await?
+        .as_ref()
+        .map(token)
+        .transpose()
+    }
+
+    pub(super) async fn redeem_token_tx(
+        &self,
+        hash: &str,
+        purpose: TokenPurpose,
+        now: i64,
+        password_hash: &str,
+    ) -> Result<Redeem> {
+        let mut tx = self.write.begin_with(self.begin).await?;
+        let account_id: Option<String> = sqlx::query(
+            "UPDATE account_tokens SET used = $3 WHERE hash = $1 AND purpose = $2 AND used IS NULL \
+             AND superseded IS NULL AND expires > $3 RETURNING account_id",
+        )
+        .bind(hash)
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+        let Some(account_id) = account_id else {
+            return Ok(Redeem::NotValid);
+        };
+        sqlx::query("UPDATE accounts SET password_hash = $2, registered = COALESCE(registered, $3) WHERE id = $1")
+            .bind(account_id.as_str())
+            .bind(password_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+            .bind(account_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Redeem::Done)
+    }
+
+    pub(super) async fn create_session_row(&self, s: &SessionRow) -> Result<()> {
+        sqlx::query("INSERT INTO sessions (hash, account_id, created, last_seen) VALUES ($1, $2, $3, $4)")
+            .bind(s.hash.as_str())
+            .bind(s.account_id.as_str())
+            .bind(s.created)
+            .bind(s.last_seen)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn session_row(&self, hash: &str) -> Result<Option<SessionRow>> {
+        let row = sqlx::query("SELECT hash, account_id, created, last_seen FROM sessions WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| {
+            Ok(SessionRow {
+                hash: r.try_get(0)?,
+                account_id: r.try_get(1)?,
+                created: r.try_get(2)?,
+                last_seen: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// One statement on the writer with text binds followed by integer binds.
+    async fn run(&self, text: &'static str, texts: &[&str], ints: &[i64]) -> Result<()> {
+        let mut query = sqlx::query(text);
+        for t in texts {
+            query = query.bind(*t);
+        }
+        for i in ints {
+            query = query.bind(*i);
+        }
+        query.execute(&self.write).await?;
+        Ok(())
+    }
+
+    pub(super) async fn touch_session_row(&self, hash: &str, now: i64) -> Result<()> {
+        self.run("UPDATE sessions SET last_seen = $2 WHERE hash = $1", &[hash], &[now])
+            .await
+    }
+
+    pub(super) async fn end_session_row(&self, hash: &str) -> Result<()> {
+        self.run("DELETE FROM sessions WHERE hash = $1", &[hash], &[]).await
+    }
+
+    pub(super) async fn clear_throttle_row(&self, key: &str) -> Result<()> {
+        self.run("DELETE FROM throttle WHERE key = $1", &[key], &[]).await
+    }
+
+    pub(super) async fn mail_sent_row(&self, id: &str) -> Result<()> {
+        self.run("DELETE FROM outbox WHERE id = $1", &[id], &[]).await
+    }
+
+    pub(super) async fn throttle_row(&self, key: &str) -> Result<Option<ThrottleRow>> {
+        let row = sqlx::query("SELECT key, failures, first_failure, locked_until FROM throttle WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| {
+            Ok(ThrottleRow {
+                key: r.try_get(0)?,
+                failures: r.try_get(1)?,
+                first_failure: r.try_get(2)?,
+                locked_until: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub(super) async fn save_throttle_row(&self, t: &ThrottleRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO throttle (key, failures, first_failure, locked_until) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (key) DO UPDATE SET failures = $2, first_failure = $3, locked_until = $4",
+        )
+        .bind(t.key.as_str())
+        .bind(t.failures)
+        .bind(t.first_failure)
+        .bind(t.locked_until)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn enqueue_mail_row(&self, m: &OutboxMail) -> Result<()> {
+        insert_mail(&self.write, m).await
+    }
+
+    /// Claims each due mail with a compare-and-set on its `next_attempt`, so two senders (the server and a
+    /// command line) never both take one, on either engine.
+    pub(super) async fn claim_mail_rows(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<OutboxMail>> {
+        let due = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MAIL_COLUMNS} FROM outbox WHERE next_attempt <= $1 ORDER BY next_attempt LIMIT $2"
+        )))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.write)
+        .await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for row in &due {
+            let m = mail(row)?;
+            let taken = sqlx::query(
+                "UPDATE outbox SET next_attempt = $3, attempts = attempts + 1 WHERE id = $1 AND next_attempt = $2",
+            )
+            .bind(m.id.as_str())
+            .bind(m.next_attempt)
+            .bind(lease_until)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+            if taken == 1 {
+                claimed.push(OutboxMail {
+                    attempts: m.attempts + 1,
+                    ..m
+                });
+            }
+        }
+        Ok(claimed)
+    }
+
+    pub(super) async fn mail_failed_row(&self, id: &str, next_attempt: i64, error: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET next_attempt = $2, last_error = $3 WHERE id = $1")
+            .bind(id)
+            .bind(next_attempt)
+            .bind(error)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn purge_rows(
+        &self,
+        sessions_before: i64,
+        throttles_before: i64,
+        tokens_before: i64,
+    ) -> Result<()> {
+        let mut tx = self.write.begin_with(self.begin).await?;
+        sqlx::query("DELETE FROM sessions WHERE last_seen < $1")
+            .bind(sessions_before)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM throttle WHERE locked_until < $1 AND first_failure < $1")
+            .bind(throttles_before)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM account_tokens WHERE expires < $1")
+            .bind(tokens_before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
