@@ -636,3 +636,87 @@ async fn login_redirects_only_to_own_pages_and_rotates_the_session() {
 fn percent(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// Everything the app logs at info level and above, from every test running in this process.
+fn captured_logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("logs").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || Sink(writer.clone()))
+            .init();
+        logs
+    })
+    .clone()
+}
+
+#[tokio::test]
+async fn no_password_token_or_link_is_logged() {
+    let logs = captured_logs();
+    let app = spawn_app("sqlite").await;
+    let mut staff = staff_session(&app).await;
+    let email = "quiet@example.org";
+    let id = patient(&app, "Quiet", "1977-07-07").await;
+    let invite_link = invite(&app, &mut staff, &id, email).await;
+    let done = register(&mut app.web(), &invite_link, "1977-07-07", PASSWORD).await;
+    assert_eq!(done.status, 303);
+    let (web, ok) = login(&app, email, PASSWORD, "1977-07-07").await;
+    assert_eq!(ok.status, 303);
+    login(&app, email, "Wrong-Guess-9!", "1977-07-07").await;
+    let mut other = app.web();
+    let page = other.get("/forgot-password").await;
+    other.submit(&page, "/forgot-password", &[("email", email)]).await;
+    let reset_link = app
+        .smtp
+        .wait_for(email, 2)
+        .await
+        .link(&format!("{}/reset-password?token=", app.origin));
+    let form = other.get(&reset_link).await;
+    let new_password = "Quiet-Night-55!";
+    let reset = other
+        .submit(
+            &form,
+            "/reset-password",
+            &[
+                ("birth_date", "1977-07-07"),
+                ("password", new_password),
+                ("confirm", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(reset.status, 303);
+
+    let logged = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    assert!(
+        logged.contains("/register"),
+        "the requests were logged (path only): {logged}"
+    );
+    let token = |link: &str| link.split("token=").nth(1).unwrap_or_default().to_owned();
+    let secrets = [
+        PASSWORD.to_owned(),
+        STAFF_PASSWORD.to_owned(),
+        new_password.to_owned(),
+        "Wrong-Guess-9!".to_owned(),
+        token(&invite_link),
+        token(&reset_link),
+        web.cookies["carespace_session"].clone(),
+        web.cookies["carespace_csrf"].clone(),
+    ];
+    for secret in &secrets {
+        assert!(!logged.contains(secret.as_str()), "{secret} was logged");
+    }
+}

@@ -24,7 +24,7 @@ pub struct TestApp {
 
 /// Tells the person running the tests, even when the test passes: the harness captures `eprintln!` but not
 /// writes to the stderr handle itself.
-fn say(message: &str) {
+pub fn say(message: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "NOTE: {message}");
 }
@@ -76,7 +76,17 @@ pub async fn new_database(engine: &str, dir: &std::path::Path) -> String {
     format!("{prefix}/{name}")
 }
 
+/// An app that sends its email to a test SMTP server ([`TestApp::smtp`]).
 pub async fn spawn_app(engine: &str) -> TestApp {
+    spawn(engine, true).await
+}
+
+/// An app with no mail server: email goes to `<data>/outbox/` as `.eml` files, as in the default set-up.
+pub async fn spawn_app_with_outbox_folder(engine: &str) -> TestApp {
+    spawn(engine, false).await
+}
+
+async fn spawn(engine: &str, use_smtp: bool) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -84,7 +94,7 @@ pub async fn spawn_app(engine: &str) -> TestApp {
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
         base_url: format!("http://{addr}"),
-        smtp_url: Some(smtp.url.clone()),
+        smtp_url: use_smtp.then(|| smtp.url.clone()),
         ..Config::default()
     };
     config.database_url = new_database(engine, dir.path()).await;

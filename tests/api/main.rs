@@ -3,6 +3,7 @@
 
 mod accounts;
 mod backup;
+mod browser;
 mod durability;
 mod gate;
 mod helpers;
