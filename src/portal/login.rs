@@ -76,8 +76,8 @@ fn form_page(
                 }
                 button type="submit" { "Log in" }
             }
+            p { a href="/forgot-password" { "Forgot password" } }
             @if kind == AccountKind::Patient {
-                p { a href="/forgot-password" { "Forgot password" } }
                 p.hint { "New to the portal? Your practice sends you an invitation email with a link to complete your registration." }
             }
         },

@@ -274,4 +274,12 @@ mod tests {
             assert_eq!(local_path(bad), None, "{bad}");
         }
     }
+
+    #[test]
+    fn cookies_are_secure_only_over_https() {
+        let plain = set_cookie(SESSION_COOKIE, "v", false);
+        assert_eq!(plain, "carespace_session=v; Path=/; HttpOnly; SameSite=Lax");
+        assert!(set_cookie(SESSION_COOKIE, "v", true).ends_with("; Secure"));
+        assert!(expire_cookie(SESSION_COOKIE, true).contains("Max-Age=0"));
+    }
 }

@@ -13,7 +13,7 @@ use super::{PortalForm, Visitor};
 use crate::AppState;
 use crate::accounts::{LinkState, RESET_VALID_MINUTES};
 use crate::error::Error;
-use crate::store::accounts::{Account, TokenPurpose};
+use crate::store::accounts::{Account, AccountKind, TokenPurpose};
 
 #[derive(Deserialize, Default)]
 pub struct RequestForm {
@@ -150,7 +150,10 @@ pub async fn submit_reset(
         )
         .await;
     match result {
-        Ok(_) => visitor.signed_out_redirect("/login?reset=1"),
+        Ok(account) => visitor.signed_out_redirect(match account.kind {
+            AccountKind::Patient => "/login?reset=1",
+            AccountKind::Staff => "/staff/login?reset=1",
+        }),
         Err(err) => match state.accounts.link(&form.token, TokenPurpose::Reset).await {
             Ok(LinkState::Open(account)) if !matches!(err, Error::Gone(_)) => render::respond(
                 render::status_of(&err),
