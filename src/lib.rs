@@ -18,9 +18,11 @@ pub mod fhir;
 pub mod fhir_api;
 pub mod import;
 pub mod mail;
+pub mod oauth;
 pub mod ops;
 pub mod portal;
 pub mod records;
+pub mod smart;
 pub mod store;
 
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use crate::fhir::params::Registry;
 use crate::fhir::profiles::{self, Profiles};
 use crate::fhir::search::Limits;
 use crate::mail::Mailer;
+use crate::oauth::OAuth;
 use crate::records::Records;
 use crate::store::SharedStore;
 
@@ -50,6 +53,7 @@ pub struct AppState {
     pub store: SharedStore,
     pub records: Records,
     pub accounts: Accounts,
+    pub oauth: OAuth,
     pub mailer: Mailer,
     pub clock: Clock,
     /// `/fhir/metadata`, made once: it depends only on this build's definitions.
@@ -79,11 +83,13 @@ impl AppState {
         let capability_statement = fhir_api::capability_statement(&records).to_string().into();
         let mailer = Mailer::new(&config, store.clone(), clock.clone())?;
         let accounts = Accounts::new(&config, store.clone(), records.clone(), mailer.clone(), clock.clone());
+        let oauth = OAuth::new(store.clone(), clock.clone(), &config.base_url);
         Ok(AppState {
             config: Arc::new(config),
             store,
             records,
             accounts,
+            oauth,
             mailer,
             clock,
             capability_statement,
@@ -95,6 +101,7 @@ impl AppState {
             .nest("/fhir", fhir_api::router())
             .merge(ops::router())
             .merge(portal::router(self))
+            .merge(smart::router())
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
             .layer(middleware::from_fn(limit_headers))
             .layer(middleware::from_fn(log_request))

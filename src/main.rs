@@ -38,8 +38,41 @@ enum Command {
     /// Care-team accounts.
     #[command(subcommand)]
     Staff(StaffCommand),
+    /// SMART apps and backend services.
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// Email a patient the "Complete Your Registration" invitation (again: the old link stops working).
     Invite { patient_id: String, email: String },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints one JSON object with `client_id` (and `client_secret` for --secret).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Where the app may receive authorization codes (exact match); repeat for several.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// The app's EHR launch URL.
+        #[arg(long)]
+        launch_url: Option<String>,
+        /// The scopes the client may ask for, space-separated (e.g. "launch/patient openid fhirUser patient/*.rs").
+        #[arg(long)]
+        scope: String,
+        /// A browser or mobile app without a secret (PKCE only).
+        #[arg(long, group = "auth")]
+        public: bool,
+        /// A confidential client with a generated secret (client_secret_basic).
+        #[arg(long, group = "auth")]
+        secret: bool,
+        /// private_key_jwt with the public keys in this JWKS file.
+        #[arg(long, group = "auth")]
+        jwks: Option<PathBuf>,
+        /// private_key_jwt with keys published at this URL.
+        #[arg(long, group = "auth")]
+        jwks_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,17 +96,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve { demo: false }) {
         Command::Serve { demo } => {
             config.demo |= demo;
-            // Until SMART bearer tokens guard the FHIR API (issue 4) it has no authentication: refuse to expose it.
-            let addr: std::net::SocketAddr = config
-                .listen
-                .parse()
-                .with_context(|| format!("CARESPACE_LISTEN '{}' is not ip:port", config.listen))?;
-            if !addr.ip().is_loopback() {
-                anyhow::bail!(
-                    "refusing to listen on {addr}: the FHIR API has no authentication yet, so CareSpace listens on loopback only"
-                );
-            }
-            let listener = tokio::net::TcpListener::bind(addr)
+            let listener = tokio::net::TcpListener::bind(&config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             let state = AppState::build(config.clone()).await?;
@@ -115,6 +138,47 @@ async fn main() -> anyhow::Result<()> {
             if generated {
                 println!("password (shown once): {password}");
             }
+        }
+        Command::Client(ClientCommand::Add {
+            name,
+            redirect_uris,
+            launch_url,
+            scope,
+            public,
+            secret,
+            jwks,
+            jwks_url,
+        }) => {
+            use carespace::oauth::{ClientAuth, NewClient};
+            let auth = match (public, secret, jwks, jwks_url) {
+                (true, ..) => ClientAuth::Public,
+                (_, true, ..) => ClientAuth::Secret,
+                (_, _, Some(file), _) => ClientAuth::Jwks(
+                    std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?,
+                ),
+                (_, _, _, Some(_)) => anyhow::bail!(
+                    "--jwks-url is not supported yet (keys are not fetched over the network); pass --jwks FILE"
+                ),
+                _ => {
+                    anyhow::bail!("say how the client authenticates: --public, --secret, --jwks FILE or --jwks-url URL")
+                }
+            };
+            let state = AppState::build(config).await?;
+            let (client, secret) = state
+                .oauth
+                .register(NewClient {
+                    name,
+                    redirect_uris,
+                    launch_url,
+                    scope,
+                    auth,
+                })
+                .await?;
+            let mut out = serde_json::json!({ "client_id": client.id, "scope": client.scope });
+            if let Some(secret) = secret {
+                out["client_secret"] = serde_json::json!(secret);
+            }
+            println!("{out}");
         }
         Command::Invite { patient_id, email } => {
             let state = AppState::build(config.clone()).await?;

@@ -1,5 +1,7 @@
 //! Who is asking. Doors turn each request into one [`Actor`] before any data is touched.
 
+use crate::oauth::scope::Scopes;
+
 /// The party behind a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
@@ -10,6 +12,19 @@ pub enum Actor {
     Patient { patient_id: String },
     /// A signed-in member of the care team: every patient of the practice.
     Staff { practitioner_id: String },
+    /// A SMART app or backend service presenting an access token: limited by its scopes.
+    App(App),
+}
+
+/// What an access token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub client_id: String,
+    pub scopes: Scopes,
+    /// The launch patient (`patient/` scopes reach only this compartment).
+    pub patient: Option<String>,
+    /// The user who authorized the app, as `Patient/x` or `Practitioner/y` (`user/` scopes reach what they may).
+    pub user: Option<String>,
 }
 
 impl Actor {
@@ -23,6 +38,10 @@ impl Actor {
             Actor::System { name } => format!("system:{name}"),
             Actor::Patient { patient_id } => format!("Patient/{patient_id}"),
             Actor::Staff { practitioner_id } => format!("Practitioner/{practitioner_id}"),
+            Actor::App(app) => match &app.user {
+                Some(user) => format!("{user} via client {}", app.client_id),
+                None => format!("client {}", app.client_id),
+            },
         }
     }
 }

@@ -2,7 +2,9 @@
 //! getters, and only this module can build one, so a store call without a check does not compile.
 
 use super::Actor;
+use super::actor::App;
 use crate::error::{Error, Result};
+use crate::oauth::scope::{Context, Ops};
 
 /// What the actor wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +30,17 @@ impl Action {
 
     pub fn writes(self) -> bool {
         matches!(self, Action::Create | Action::Update | Action::Delete)
+    }
+
+    /// Whether a scope's interactions include this action.
+    fn allowed_by(self, ops: Ops) -> bool {
+        match self {
+            Action::Read => ops.read,
+            Action::Search => ops.search,
+            Action::Create => ops.create,
+            Action::Update => ops.update,
+            Action::Delete => ops.delete,
+        }
     }
 }
 
@@ -74,12 +87,55 @@ pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
             }
             Some(vec![patient_id.clone()])
         }
+        Actor::App(app) => app_patients(app, action, rtype)?,
     };
     Ok(Grant {
         actor: actor.clone(),
         action,
         patients,
     })
+}
+
+/// What an access token's scopes reach for `action` on `rtype`: `system/` every patient, `user/` what the user
+/// may see (a staff member: every patient; a patient: their own record), `patient/` the launch patient.
+/// Granular scopes (`?category=…`) are not applied yet, so they grant nothing.
+fn app_patients(app: &App, action: Action, rtype: &str) -> Result<Option<Vec<String>>> {
+    let contexts: Vec<Context> = app
+        .scopes
+        .allowing(rtype, |ops| action.allowed_by(ops))
+        .filter(|s| s.query.is_none())
+        .map(|s| s.context)
+        .collect();
+    let refused = || {
+        Error::Forbidden(format!(
+            "the access token's scopes do not allow {} on {rtype}",
+            format!("{action:?}").to_lowercase()
+        ))
+    };
+    if contexts.is_empty() {
+        return Err(refused());
+    }
+    if contexts.contains(&Context::System) {
+        return Ok(None);
+    }
+    let mut patients = Vec::new();
+    if contexts.contains(&Context::User) {
+        match app.user.as_deref().and_then(|u| u.split_once('/')) {
+            Some(("Practitioner", _)) => return Ok(None),
+            Some(("Patient", id)) => patients.push(id.to_owned()),
+            _ => {}
+        }
+    }
+    if contexts.contains(&Context::Patient)
+        && let Some(p) = &app.patient
+        && !patients.contains(p)
+    {
+        patients.push(p.clone());
+    }
+    if patients.is_empty() {
+        return Err(refused());
+    }
+    Ok(Some(patients))
 }
 
 #[cfg(test)]
@@ -99,6 +155,52 @@ mod tests {
             authorize(&Actor::system("t"), Action::Delete, "Patient")
                 .unwrap()
                 .covers(&[])
+        );
+    }
+
+    #[test]
+    fn app_grants_follow_scopes() {
+        let app = |scopes: &str, patient: Option<&str>, user: Option<&str>| {
+            Actor::App(App {
+                client_id: "c".into(),
+                scopes: crate::oauth::scope::Scopes::parse(scopes).unwrap(),
+                patient: patient.map(str::to_owned),
+                user: user.map(str::to_owned),
+            })
+        };
+        let reader = app("patient/Observation.rs", Some("a"), Some("Patient/a"));
+        assert_eq!(
+            authorize(&reader, Action::Search, "Observation").unwrap().patients(),
+            Some(&["a".to_owned()][..])
+        );
+        assert!(authorize(&reader, Action::Read, "Communication").is_err());
+        assert!(authorize(&reader, Action::Create, "Observation").is_err());
+        assert!(authorize(&app("patient/*.read", None, None), Action::Read, "Observation").is_err());
+        assert_eq!(
+            authorize(&app("system/*.cruds", None, None), Action::Delete, "Patient")
+                .unwrap()
+                .patients(),
+            None
+        );
+        assert_eq!(
+            authorize(&app("user/*.rs", None, Some("Practitioner/p")), Action::Read, "Patient")
+                .unwrap()
+                .patients(),
+            None
+        );
+        assert_eq!(
+            authorize(&app("user/*.rs", None, Some("Patient/b")), Action::Read, "Patient")
+                .unwrap()
+                .patients(),
+            Some(&["b".to_owned()][..])
+        );
+        assert!(
+            authorize(
+                &app("patient/Observation.rs?category=laboratory", Some("a"), None),
+                Action::Read,
+                "Observation"
+            )
+            .is_err()
         );
     }
 }

@@ -4,19 +4,20 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::request::{FhirBody, Result, actor, check_type, resource_response, written_response};
+use super::request::{Caller, FhirBody, Result, check_type, resource_response, written_response};
 use crate::AppState;
 use crate::error::Error;
 
 pub async fn create(
     State(state): State<AppState>,
+    Caller(actor): Caller,
     Path(rtype): Path<String>,
     headers: HeaderMap,
     FhirBody(body): FhirBody,
 ) -> Result<Response> {
     check_type(&rtype)?;
     if let Some(criteria) = headers.get("if-none-exist").and_then(|v| v.to_str().ok()) {
-        let found = state.records.matches(&actor(), &rtype, criteria).await?;
+        let found = state.records.matches(&actor, &rtype, criteria).await?;
         match found.as_slice() {
             [] => {}
             [one] => {
@@ -27,6 +28,6 @@ pub async fn create(
             }
         }
     }
-    let w = state.records.create(&actor(), &rtype, &body).await?;
+    let w = state.records.create(&actor, &rtype, &body).await?;
     Ok(written_response(&state, &w, &headers))
 }

@@ -2,7 +2,8 @@
 //! with its ETag, Last-Modified and Location headers.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -17,9 +18,46 @@ use crate::records::{Stored, Written};
 
 pub type Result<T> = std::result::Result<T, FhirError>;
 
-/// Until SMART bearer tokens land (issue 4), the FHIR API acts as the system.
-pub fn actor() -> Actor {
-    Actor::system("fhir-api")
+/// The party behind a FHIR request: the actor its bearer token stands for. No token, or one that is unknown,
+/// expired or revoked, is answered 401 with a `WWW-Authenticate: Bearer` challenge; cookies are never read.
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> std::result::Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let challenge = |error: Option<&str>, why: &str| {
+            let value = match error {
+                Some(e) => format!("Bearer realm=\"CareSpace\", error=\"{e}\", error_description=\"{why}\""),
+                None => "Bearer realm=\"CareSpace\"".to_owned(),
+            };
+            let mut response = FhirError(Error::Unauthenticated(why.to_owned())).into_response();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            response
+        };
+        let Some(token) = presented else {
+            return Err(challenge(
+                None,
+                "this FHIR server needs an access token (Authorization: Bearer)",
+            ));
+        };
+        match state.oauth.bearer(token).await {
+            Ok(Some(actor)) => Ok(Caller(actor)),
+            Ok(None) => Err(challenge(
+                Some("invalid_token"),
+                "the access token is unknown, expired or revoked",
+            )),
+            Err(e) => Err(FhirError(e).into_response()),
+        }
+    }
 }
 
 /// A request body checked for media type and size; rejections answer as OperationOutcomes.

@@ -5,13 +5,17 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::fhir_json;
-use super::request::{FhirBody, Result, actor};
+use super::request::{Caller, FhirBody, Result};
 use crate::AppState;
 use crate::records::transaction::Ids;
 
-pub async fn batch_or_transaction(State(state): State<AppState>, FhirBody(body): FhirBody) -> Result<Response> {
+pub async fn batch_or_transaction(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    FhirBody(body): FhirBody,
+) -> Result<Response> {
     Ok(fhir_json(
         StatusCode::OK,
-        state.records.transaction(&actor(), &body, Ids::Assign).await?,
+        state.records.transaction(&actor, &body, Ids::Assign).await?,
     ))
 }

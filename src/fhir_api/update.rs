@@ -4,13 +4,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 
-use super::request::{FhirBody, Result, actor, check_type, written_response};
+use super::request::{Caller, FhirBody, Result, check_type, written_response};
 use crate::AppState;
 use crate::error::{Error, Issue};
 use crate::records::transaction::parse_etag;
 
 pub async fn update(
     State(state): State<AppState>,
+    Caller(actor): Caller,
     Path((rtype, id)): Path<(String, String)>,
     headers: HeaderMap,
     FhirBody(body): FhirBody,
@@ -25,6 +26,6 @@ pub async fn update(
         })?),
         None => None,
     };
-    let w = state.records.update(&actor(), &rtype, &id, &body, if_match).await?;
+    let w = state.records.update(&actor, &rtype, &id, &body, if_match).await?;
     Ok(written_response(&state, &w, &headers))
 }

@@ -5,6 +5,7 @@
 //! is applied in the SQL itself, so paging and counts never see rows the caller may not.
 
 pub mod accounts;
+pub mod oauth;
 mod sql;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use self::accounts::{Account, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose};
+use self::oauth::{ClientRow, CodeRow, TokenRow};
 use crate::access::Grant;
 use crate::error::Result;
 
@@ -277,6 +279,31 @@ pub trait Store: Send + Sync {
     /// Deletes sessions idle since `sessions_before`, throttles that ended before `throttles_before` and links
     /// that expired before `tokens_before`.
     async fn purge(&self, sessions_before: i64, throttles_before: i64, tokens_before: i64) -> Result<()>;
+
+    // OAuth (`oauth/`): clients, codes, tokens, assertion ids.
+
+    /// Registers a client; `Error::Conflict` when its id exists.
+    async fn save_client(&self, client: &ClientRow) -> Result<()>;
+
+    async fn client(&self, id: &str) -> Result<Option<ClientRow>>;
+
+    async fn save_code(&self, code: &CodeRow) -> Result<()>;
+
+    /// Marks a code used and returns it as it was (a `used` value means it had been used before).
+    async fn take_code(&self, hash: &str, now: i64) -> Result<Option<CodeRow>>;
+
+    /// Saves tokens issued together, atomically.
+    async fn save_tokens(&self, tokens: &[TokenRow]) -> Result<()>;
+
+    async fn oauth_token(&self, hash: &str) -> Result<Option<TokenRow>>;
+
+    /// Revokes a token (or every token of its grant); returns how many were revoked.
+    async fn revoke_token(&self, hash: &str, whole_grant: bool, now: i64) -> Result<u64>;
+
+    async fn revoke_grant(&self, grant_id: &str, now: i64) -> Result<()>;
+
+    /// Records a client assertion id until it expires; `false` if it was already seen.
+    async fn first_jti(&self, client_id: &str, jti: &str, expires: i64, now: i64) -> Result<bool>;
 }
 
 /// How an account is looked up.

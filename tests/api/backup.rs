@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::new_database;
+use crate::helpers::{fhir_client, new_database, system_token};
 
 fn carespace(dir: &std::path::Path, database_url: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_carespace"));
@@ -34,11 +34,11 @@ async fn backup_while_serving_and_restore_when_stopped() {
             .spawn()
             .unwrap()
     };
-    let client = reqwest::Client::new();
+    let probe = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}/fhir");
     let ready = || async {
         for _ in 0..200 {
-            if client
+            if probe
                 .get(format!("http://127.0.0.1:{port}/readyz"))
                 .send()
                 .await
@@ -50,6 +50,9 @@ async fn backup_while_serving_and_restore_when_stopped() {
         }
         panic!("server did not start");
     };
+    let mut server = start();
+    ready().await;
+    let client = fhir_client(&system_token(&format!("http://127.0.0.1:{port}"), dir.path(), &database_url).await);
     let put = |id: &str| {
         client
             .put(format!("{base}/Patient/{id}"))
@@ -63,8 +66,6 @@ async fn backup_while_serving_and_restore_when_stopped() {
         async move { client.get(url).send().await.unwrap().status().as_u16() }
     };
 
-    let mut server = start();
-    ready().await;
     assert_eq!(put("before").await.unwrap().status().as_u16(), 201);
     let backup = dir.path().join("backup.db");
     let out = carespace(dir.path(), &database_url)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{engines, new_database};
+use crate::helpers::{engines, new_database, system_token};
 
 fn start(dir: &std::path::Path, database_url: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_carespace"))
@@ -36,6 +36,20 @@ async fn wait_ready(client: &reqwest::Client, port: u16) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("server on port {port} did not become ready");
+}
+
+/// A client that sends a backend service's token and gives up on a dead server after 10 s.
+fn authorized(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
 }
 
 fn free_port() -> u16 {
@@ -95,15 +109,20 @@ async fn acknowledged_writes_survive_kill_9() {
     for engine in engines() {
         let dir = tempfile::tempdir().unwrap();
         let database_url = new_database(engine, dir.path()).await;
-        let client = reqwest::Client::builder()
+        let probe = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
+        let mut client = probe.clone();
         let acked: Acked = Arc::default();
         for round in 0..3u64 {
             let port = free_port();
             let mut server = start(dir.path(), &database_url, port);
-            wait_ready(&client, port).await;
+            wait_ready(&probe, port).await;
+            if round == 0 {
+                client =
+                    authorized(&system_token(&format!("http://127.0.0.1:{port}"), dir.path(), &database_url).await);
+            }
             let base = format!("http://127.0.0.1:{port}/fhir");
             let writers: Vec<_> = (0..4)
                 .map(|w| {

@@ -20,6 +20,70 @@ pub struct TestApp {
     pub origin: String,
     /// The SMTP server the app sends its email to.
     pub smtp: SmtpSink,
+    /// A backend service's access token with every system scope; `client` sends it.
+    pub token: String,
+}
+
+/// Registers a backend service allowed every system scope (`carespace client add --secret`, on the database
+/// at `database_url`) and gets it an access token over HTTP (client_credentials with client_secret_basic), as
+/// an EHR integration would.
+pub async fn system_token(origin: &str, dir: &std::path::Path, database_url: &str) -> String {
+    let (dir, database_url) = (dir.to_path_buf(), database_url.to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_carespace"))
+            .args([
+                "client",
+                "add",
+                "--name",
+                "test backend",
+                "--secret",
+                "--scope",
+                "system/*.cruds",
+            ])
+            .env("CARESPACE_DATA_DIR", &dir)
+            .env("CARESPACE_DATABASE_URL", &database_url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run carespace client add")
+    })
+    .await
+    .expect("client add");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let registered: Value = serde_json::from_slice(&out.stdout).expect("client add prints JSON");
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{origin}/oauth/token"))
+        .basic_auth(
+            registered["client_id"].as_str().expect("client_id"),
+            registered["client_secret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials"), ("scope", "system/*.cruds")])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token JSON");
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token: {answer}"))
+        .to_owned()
+}
+
+/// A FHIR client that sends `token` and asks for FHIR JSON (a Binary is otherwise served in its own type).
+pub fn fhir_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ACCEPT,
+        reqwest::header::HeaderValue::from_static("application/fhir+json"),
+    );
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("token header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 /// Tells the person running the tests, even when the test passes: the harness captures `eprintln!` but not
@@ -101,19 +165,11 @@ async fn spawn(engine: &str, use_smtp: bool) -> TestApp {
     let database_url = config.database_url();
     let state = AppState::build(config).await.expect("build app");
     tokio::spawn(carespace::serve(listener, state.clone(), std::future::pending()));
-    // Like FHIR clients, ask for FHIR JSON (a Binary is otherwise served in its own media type).
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::ACCEPT,
-        reqwest::header::HeaderValue::from_static("application/fhir+json"),
-    );
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("client");
+    let token = system_token(&format!("http://{addr}"), dir.path(), &database_url).await;
     TestApp {
         base: format!("http://{addr}/fhir"),
-        client,
+        client: fhir_client(&token),
+        token,
         database_url,
         dir,
         state,

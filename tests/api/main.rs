@@ -10,6 +10,7 @@ mod helpers;
 mod interop;
 mod rest;
 mod search;
+mod smart;
 mod smtp;
 mod us_core;
 mod web;

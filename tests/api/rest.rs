@@ -302,6 +302,7 @@ async fn errors_are_operation_outcomes_with_the_right_status() {
         let id = app.create(binary).await;
         let native = reqwest::Client::new()
             .get(format!("{}/Binary/{id}", app.base))
+            .bearer_auth(&app.token)
             .send()
             .await
             .unwrap();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 mod accounts;
 mod build;
+mod oauth;
 mod write;
 
 use self::build::{
@@ -18,6 +19,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row as _};
 
 use super::accounts::{Account, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose};
+use super::oauth::{ClientRow, CodeRow, TokenRow};
 use super::{
     AccountKey, CLINICAL_DATE_PARAMS, CompartmentFilter, Head, HistoryQuery, Query, Row, SharedStore, Store,
     VersionWrite,
@@ -524,5 +526,41 @@ impl Store for SqlStore {
 
     async fn purge(&self, sessions_before: i64, throttles_before: i64, tokens_before: i64) -> Result<()> {
         self.purge_rows(sessions_before, throttles_before, tokens_before).await
+    }
+
+    async fn save_client(&self, client: &ClientRow) -> Result<()> {
+        self.save_client_row(client).await
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<ClientRow>> {
+        self.client_row(id).await
+    }
+
+    async fn save_code(&self, code: &CodeRow) -> Result<()> {
+        self.save_code_row(code).await
+    }
+
+    async fn take_code(&self, hash: &str, now: i64) -> Result<Option<CodeRow>> {
+        self.take_code_row(hash, now).await
+    }
+
+    async fn save_tokens(&self, tokens: &[TokenRow]) -> Result<()> {
+        self.save_tokens_rows(tokens).await
+    }
+
+    async fn oauth_token(&self, hash: &str) -> Result<Option<TokenRow>> {
+        self.token_row_by_hash(hash).await
+    }
+
+    async fn revoke_token(&self, hash: &str, whole_grant: bool, now: i64) -> Result<u64> {
+        self.revoke_rows(hash, whole_grant, now).await
+    }
+
+    async fn revoke_grant(&self, grant_id: &str, now: i64) -> Result<()> {
+        self.revoke_grant_rows(grant_id, now).await
+    }
+
+    async fn first_jti(&self, client_id: &str, jti: &str, expires: i64, now: i64) -> Result<bool> {
+        self.first_jti_row(client_id, jti, expires, now).await
     }
 }

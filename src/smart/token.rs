@@ -1,0 +1,91 @@
+//! `POST /oauth/token` (client_credentials today), `/oauth/introspect` and `/oauth/revoke`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{basic_credentials, no_store, refusal};
+use crate::AppState;
+use crate::oauth::{ClientCredentials, Refusal};
+
+#[derive(Deserialize, Default)]
+pub struct TokenForm {
+    #[serde(default)]
+    grant_type: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(flatten)]
+    client: ClientCredentials,
+}
+
+#[derive(Deserialize, Default)]
+pub struct TokenParam {
+    #[serde(default)]
+    token: String,
+    #[serde(flatten)]
+    client: ClientCredentials,
+}
+
+/// Reads a form body; a body that is not one is an `invalid_request`.
+fn form<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Refusal> {
+    serde_urlencoded::from_bytes(body)
+        .map_err(|e| Refusal::new("invalid_request", format!("the body must be a form: {e}")))
+}
+
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form: TokenForm = form(&body)?;
+        let client = state
+            .oauth
+            .authenticate(basic_credentials(&headers), &form.client)
+            .await?;
+        match form.grant_type.as_str() {
+            "client_credentials" => state.oauth.client_credentials(&client, form.scope.as_deref()).await,
+            "" => Err(Refusal::new("invalid_request", "grant_type is required")),
+            other => Err(Refusal::new(
+                "unsupported_grant_type",
+                format!("grant_type '{other}' is not supported"),
+            )),
+        }
+    }
+    .await;
+    match result {
+        Ok(answer) => no_store(StatusCode::OK, answer),
+        Err(r) => refusal(&r),
+    }
+}
+
+pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form: TokenParam = form(&body)?;
+        let client = state
+            .oauth
+            .authenticate(basic_credentials(&headers), &form.client)
+            .await?;
+        state.oauth.introspect(&client, &form.token).await
+    }
+    .await;
+    match result {
+        Ok(answer) => no_store(StatusCode::OK, answer),
+        Err(r) => refusal(&r),
+    }
+}
+
+pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form: TokenParam = form(&body)?;
+        let client = state
+            .oauth
+            .authenticate(basic_credentials(&headers), &form.client)
+            .await?;
+        state.oauth.revoke(&client, &form.token).await
+    }
+    .await;
+    match result {
+        Ok(()) => no_store(StatusCode::OK, json!({})),
+        Err(r) => refusal(&r),
+    }
+}
