@@ -16,6 +16,8 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// Sender of the portal's email.
     pub mail_from: String,
+    /// PEM file of the RS256 key that signs ID tokens; empty: `<data>/oauth-signing-key.pem`, made on first start.
+    pub signing_key: PathBuf,
     /// The practice's name, shown in the portal header and in every email.
     pub practice_name: String,
     pub demo: bool,
@@ -36,6 +38,7 @@ impl Default for Config {
             smtp_url: None,
             mail_from: "CareSpace <no-reply@carespace.invalid>".into(),
             practice_name: "CareSpace Demo Practice".into(),
+            signing_key: PathBuf::new(),
             demo: false,
             log_json: false,
             max_body_bytes: 16 * 1024 * 1024,
@@ -106,6 +109,9 @@ impl Config {
         if let Some(v) = var("CARESPACE_MAIL_FROM") {
             self.mail_from = v;
         }
+        if let Some(v) = var("CARESPACE_SIGNING_KEY") {
+            self.signing_key = v.into();
+        }
         if let Some(v) = var("CARESPACE_PRACTICE_NAME") {
             self.practice_name = v;
         }
@@ -131,6 +137,15 @@ impl Config {
             format!("sqlite://{}", self.data_dir.join("carespace.db").display())
         } else {
             self.database_url.clone()
+        }
+    }
+
+    /// The signing key file in force, and whether it may be created (only the default one is).
+    pub fn signing_key_path(&self) -> (PathBuf, bool) {
+        if self.signing_key.as_os_str().is_empty() {
+            (self.data_dir.join("oauth-signing-key.pem"), true)
+        } else {
+            (self.signing_key.clone(), false)
         }
     }
 

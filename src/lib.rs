@@ -83,7 +83,9 @@ impl AppState {
         let capability_statement = fhir_api::capability_statement(&records).to_string().into();
         let mailer = Mailer::new(&config, store.clone(), clock.clone())?;
         let accounts = Accounts::new(&config, store.clone(), records.clone(), mailer.clone(), clock.clone());
-        let oauth = OAuth::new(store.clone(), clock.clone(), &config.base_url);
+        let (key_path, create_key) = config.signing_key_path();
+        let key = oauth::keys::SigningKey::load(&key_path, create_key)?;
+        let oauth = OAuth::new(store.clone(), clock.clone(), &config.base_url, key);
         Ok(AppState {
             config: Arc::new(config),
             store,
@@ -98,10 +100,10 @@ impl AppState {
 
     pub fn router(&self) -> Router {
         Router::new()
-            .nest("/fhir", fhir_api::router())
+            .nest("/fhir", fhir_api::router().layer(smart::cors()))
             .merge(ops::router())
             .merge(portal::router(self))
-            .merge(smart::router())
+            .merge(smart::router(self))
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
             .layer(middleware::from_fn(limit_headers))
             .layer(middleware::from_fn(log_request))

@@ -69,8 +69,26 @@ pub fn statement(records: &Records) -> Value {
         "format": ["json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
+            "security": smart_security(records.base().trim_end_matches("/fhir")),
             "resource": resources,
             "interaction": [{ "code": "transaction" }, { "code": "batch" }, { "code": "history-system" }],
         }],
+    })
+}
+
+/// The SMART security section: where apps get tokens (the `oauth-uris` extension) and that CORS is on.
+fn smart_security(base: &str) -> Value {
+    let uri = |name: &str, path: &str| json!({ "url": name, "valueUri": format!("{base}/oauth/{path}") });
+    json!({
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [uri("token", "token"), uri("authorize", "authorize"), uri("introspect", "introspect"), uri("revoke", "revoke")],
+        }],
+        "cors": true,
+        "service": [{
+            "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR" }],
+            "text": "OAuth 2 bearer tokens from this server (SMART App Launch 2)",
+        }],
+        "description": "Every interaction but /metadata needs a bearer token; its SMART scopes are enforced per resource type and interaction.",
     })
 }

@@ -28,6 +28,14 @@ pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/metadata", get(metadata::capability_statement))
+        .route(
+            "/.well-known/smart-configuration",
+            get(crate::smart::smart_configuration),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(crate::smart::openid_configuration),
+        )
         .route("/", post(transaction::batch_or_transaction))
         .route("/_history", get(history::history_system))
         .route("/{rtype}", get(search::search_get).post(create::create))

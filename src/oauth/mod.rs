@@ -3,11 +3,16 @@
 //! only as SHA-256, so revocation takes effect on the next request. Knows no HTTP: the `smart` door renders
 //! [`Refusal`]s as RFC 6749 error responses.
 
+pub mod grant;
+pub mod keys;
 pub mod scope;
+
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use self::keys::SigningKey;
 use self::scope::{Context, Scopes};
 use crate::access::Actor;
 use crate::access::actor::App;
@@ -87,8 +92,13 @@ pub struct ClientCredentials {
 pub struct OAuth {
     store: SharedStore,
     clock: Clock,
+    /// `<base>`: where the `oauth/…` endpoints are.
+    base_url: String,
+    /// `<base>/fhir`: the audience apps must name, and the ID token issuer.
+    fhir_base: String,
     /// The token endpoint's URL: the audience of client assertions.
     token_url: String,
+    key: Arc<SigningKey>,
 }
 
 #[derive(Deserialize)]
@@ -100,12 +110,20 @@ struct AssertionClaims {
 }
 
 impl OAuth {
-    pub fn new(store: SharedStore, clock: Clock, base_url: &str) -> Self {
+    pub fn new(store: SharedStore, clock: Clock, base_url: &str, key: SigningKey) -> Self {
         OAuth {
             store,
             clock,
+            base_url: base_url.to_owned(),
+            fhir_base: format!("{base_url}/fhir"),
             token_url: format!("{base_url}/oauth/token"),
+            key: Arc::new(key),
         }
+    }
+
+    /// The public signing keys (`<base>/oauth/jwks`).
+    pub fn jwks(&self) -> Value {
+        self.key.jwks()
     }
 
     pub fn token_url(&self) -> &str {
@@ -318,7 +336,7 @@ impl OAuth {
         }))
     }
 
-    fn new_token(
+    pub(crate) fn new_token(
         &self,
         kind: &str,
         client: &ClientRow,
@@ -347,7 +365,7 @@ impl OAuth {
     }
 
     /// The live token row for a presented token: known, of this kind, not expired, not revoked.
-    async fn live(&self, token: &str, kind: &str) -> std::result::Result<Option<TokenRow>, Error> {
+    pub(crate) async fn live(&self, token: &str, kind: &str) -> std::result::Result<Option<TokenRow>, Error> {
         let now = self.clock.now_millis();
         Ok(self
             .store

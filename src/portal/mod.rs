@@ -30,7 +30,7 @@ const CSRF_COOKIE: &str = "carespace_csrf";
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new()
+    let pages = Router::new()
         .route("/", get(home::show))
         .route("/login", get(login::show_patient).post(login::submit_patient))
         .route("/logout", post(login::sign_out))
@@ -49,6 +49,17 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/assets/portal.js",
             get(|| asset("text/javascript", include_str!("assets/portal.js"))),
         )
+        .route(
+            "/assets/smart-style.json",
+            get(|| asset("application/json", include_str!("assets/smart-style.json"))),
+        );
+    with_page_layers(pages, state)
+}
+
+/// What every page of ours gets (here and in other doors' pages, like the SMART consent page): the CSRF
+/// cookie and the page headers.
+pub fn with_page_layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    router
         .layer(middleware::from_fn_with_state(state.clone(), csrf_cookie))
         .layer(middleware::from_fn(page_headers))
 }
@@ -248,7 +259,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for PortalForm<T> {
 }
 
 /// `next=` after sign-in: only a path on this site (`/x`), never another host (`//evil`, `/\evil`).
-fn local_path(next: &str) -> Option<&str> {
+pub fn local_path(next: &str) -> Option<&str> {
     let ok = next.starts_with('/')
         && !next.starts_with("//")
         && !next.starts_with("/\\")

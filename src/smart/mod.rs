@@ -2,23 +2,85 @@
 //! (RFC 7009). Requests are forms; answers are JSON with `Cache-Control: no-store`; errors use the RFC 6749
 //! codes. Rules live in `oauth/`.
 
+mod authorize;
 mod token;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::oauth::Refusal;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(state: &AppState) -> Router<AppState> {
+    let consent = crate::portal::with_page_layers(
+        Router::new().route("/oauth/authorize", get(authorize::show).post(authorize::decide)),
+        state,
+    );
+    let machine = Router::new()
         .route("/oauth/token", post(token::token))
         .route("/oauth/introspect", post(token::introspect))
         .route("/oauth/revoke", post(token::revoke))
+        .route("/oauth/jwks", get(jwks))
+        .route("/.well-known/openid-configuration", get(openid_configuration))
+        .layer(cors());
+    consent.merge(machine)
+}
+
+/// Browser apps call the token endpoint, discovery and the FHIR API from their own origin. No cookie is ever
+/// read on those routes, so any origin may call them.
+pub fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::Method;
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::HeaderName::from_static("prefer"),
+            header::HeaderName::from_static("if-none-exist"),
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::LAST_MODIFIED,
+            header::CONTENT_LOCATION,
+            header::WWW_AUTHENTICATE,
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
+pub async fn smart_configuration(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    json_answer(state.oauth.smart_configuration())
+}
+
+pub async fn openid_configuration(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    json_answer(state.oauth.openid_configuration())
+}
+
+async fn jwks(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    json_answer(state.oauth.jwks())
+}
+
+fn json_answer(body: Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// A JSON answer that no cache keeps (tokens must never be stored on the way).

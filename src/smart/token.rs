@@ -1,4 +1,5 @@
-//! `POST /oauth/token` (client_credentials today), `/oauth/introspect` and `/oauth/revoke`.
+//! `POST /oauth/token` (authorization_code, refresh_token, client_credentials), `/oauth/introspect` and
+//! `/oauth/revoke`.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -17,6 +18,14 @@ pub struct TokenForm {
     grant_type: String,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    redirect_uri: String,
+    #[serde(default)]
+    code_verifier: String,
+    #[serde(default)]
+    refresh_token: String,
     #[serde(flatten)]
     client: ClientCredentials,
 }
@@ -44,6 +53,18 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
             .await?;
         match form.grant_type.as_str() {
             "client_credentials" => state.oauth.client_credentials(&client, form.scope.as_deref()).await,
+            "authorization_code" => {
+                state
+                    .oauth
+                    .exchange_code(&client, &form.code, &form.redirect_uri, &form.code_verifier)
+                    .await
+            }
+            "refresh_token" => {
+                state
+                    .oauth
+                    .refresh(&client, &form.refresh_token, form.scope.as_deref())
+                    .await
+            }
             "" => Err(Refusal::new("invalid_request", "grant_type is required")),
             other => Err(Refusal::new(
                 "unsupported_grant_type",

@@ -248,7 +248,7 @@ pub trait Store: Send + Sync {
     async fn latest_token(&self, account_id: &str, purpose: TokenPurpose) -> Result<Option<AccountToken>>;
 
     /// Uses a link once: if it is still open at `now`, marks it used, sets the account's password and ends
-    /// all the account's sessions, in one transaction.
+    /// all the account's sessions and app tokens, in one transaction.
     async fn redeem_token(&self, hash: &str, purpose: TokenPurpose, now: i64, password_hash: &str) -> Result<Redeem>;
 
     async fn create_session(&self, session: &SessionRow) -> Result<()>;

@@ -8,7 +8,7 @@ use crate::web::{Page, Web};
 
 const STAFF_EMAIL: &str = "nurse@practice.example";
 const STAFF_PASSWORD: &str = "Care-Team-42!";
-const PASSWORD: &str = "Sunny-Day-77!";
+pub const PASSWORD: &str = "Sunny-Day-77!";
 const GENERIC: &str = "The email address, password or date of birth is not correct.";
 
 /// A patient on file with a date of birth; returns the id.
@@ -22,7 +22,7 @@ async fn patient(app: &TestApp, family: &str, birth_date: &str) -> String {
 }
 
 /// The operator adds a staff member (`carespace staff add`, password on stdin); the staff member logs in.
-async fn staff_session(app: &TestApp) -> Web {
+pub async fn staff_session(app: &TestApp) -> Web {
     let (ok, out) = app.command_with_input(
         &["staff", "add", "--email", STAFF_EMAIL, "--name", "Nora Nurse"],
         &format!("{STAFF_PASSWORD}\n"),
@@ -99,7 +99,7 @@ async fn register(web: &mut Web, link: &str, birth_date: &str, password: &str) -
 }
 
 /// Logs in from a fresh browser; returns it and the answer.
-async fn login(app: &TestApp, email: &str, password: &str, birth_date: &str) -> (Web, Page) {
+pub async fn login(app: &TestApp, email: &str, password: &str, birth_date: &str) -> (Web, Page) {
     let mut web = app.web();
     let page = web.get("/login").await;
     let done = web
@@ -113,7 +113,7 @@ async fn login(app: &TestApp, email: &str, password: &str, birth_date: &str) -> 
 }
 
 /// A registered patient: invited by staff, registered with [`PASSWORD`].
-async fn registered_patient(app: &TestApp, staff: &mut Web, family: &str, email: &str, birth_date: &str) -> String {
+pub async fn registered_patient(app: &TestApp, staff: &mut Web, family: &str, email: &str, birth_date: &str) -> String {
     let id = patient(app, family, birth_date).await;
     let link = invite(app, staff, &id, email).await;
     let done = register(&mut app.web(), &link, birth_date, PASSWORD).await;

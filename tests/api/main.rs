@@ -11,6 +11,7 @@ mod interop;
 mod rest;
 mod search;
 mod smart;
+mod smart_apps;
 mod smtp;
 mod us_core;
 mod web;

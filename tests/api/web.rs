@@ -25,6 +25,34 @@ impl Page {
         Some(self.body[start..].split('"').next()?.replace("&amp;", "&"))
     }
 
+    /// What a browser would send from the page's forms besides what the person types: every hidden input and
+    /// every ticked checkbox (first of each name).
+    pub fn form_fields(&self) -> Vec<(String, String)> {
+        let attr = |tag: &str, name: &str| {
+            let marker = format!(" {name}=\"");
+            tag.find(&marker).map(|i| {
+                tag[i + marker.len()..]
+                    .split('"')
+                    .next()
+                    .unwrap_or_default()
+                    .replace("&amp;", "&")
+                    .replace("&quot;", "\"")
+            })
+        };
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for chunk in self.body.split("<input").skip(1) {
+            let tag = chunk.split('>').next().unwrap_or_default();
+            let kind = attr(tag, "type").unwrap_or_default();
+            let wanted = kind == "hidden" || (kind == "checkbox" && tag.contains(" checked"));
+            if let (true, Some(name), Some(value)) = (wanted, attr(tag, "name"), attr(tag, "value"))
+                && !fields.iter().any(|(n, _)| *n == name)
+            {
+                fields.push((name, value));
+            }
+        }
+        fields
+    }
+
     /// The page's text without tags, whitespace collapsed, entities for quotes undone.
     pub fn text(&self) -> String {
         let mut out = String::new();
@@ -144,14 +172,14 @@ impl Web {
         self.finish(r).await
     }
 
-    /// Submits a form of `page`: its CSRF token (and `token`/`next` hidden fields when present) plus `fields`.
+    /// Submits a form of `page`: its hidden fields and ticked boxes ([`Page::form_fields`]), with `fields`
+    /// added or replacing them.
     pub async fn submit(&mut self, page: &Page, action: &str, fields: &[(&str, &str)]) -> Page {
-        let mut all: Vec<(String, String)> = Vec::new();
-        for hidden in ["csrf", "token", "next"] {
-            if let Some(v) = page.hidden(hidden) {
-                all.push((hidden.to_owned(), v));
-            }
-        }
+        let mut all: Vec<(String, String)> = page
+            .form_fields()
+            .into_iter()
+            .filter(|(n, _)| !fields.iter().any(|(k, _)| k == n))
+            .collect();
         all.extend(fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.post_raw(action, &refs).await

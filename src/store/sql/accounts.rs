@@ -219,6 +219,12 @@ impl SqlStore {
             .bind(account_id.as_str())
             .execute(&mut *tx)
             .await?;
+        // A new password also ends what apps were given on the old one.
+        sqlx::query("UPDATE oauth_tokens SET revoked = $2 WHERE account_id = $1 AND revoked IS NULL")
+            .bind(account_id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Redeem::Done)
     }
