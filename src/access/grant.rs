@@ -5,6 +5,7 @@ use super::Actor;
 use super::actor::App;
 use crate::error::{Error, Result};
 use crate::oauth::scope::{Context, Ops};
+use crate::store::Clause;
 
 /// What the actor wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,19 @@ pub struct Grant {
     action: Action,
     /// `None`: every patient (system actors); `Some`: only these patients' compartments.
     patients: Option<Vec<String>>,
+    /// Granular SMART scopes (`patient/Observation.rs?category=laboratory`): resources of that type must match
+    /// one of the queries.
+    filter: Option<ScopeFilter>,
+}
+
+/// The search queries of granular scopes, for one resource type; the store applies them once `Records` has
+/// parsed them into clauses, and until then matches nothing (fail closed).
+#[derive(Debug, Clone)]
+pub struct ScopeFilter {
+    pub rtype: String,
+    pub queries: Vec<String>,
+    /// One clause list per query (alternatives); `None` until parsed.
+    pub clauses: Option<Vec<Vec<Clause>>>,
 }
 
 impl Grant {
@@ -66,6 +80,23 @@ impl Grant {
         self.patients.as_deref()
     }
 
+    pub fn filter(&self) -> Option<&ScopeFilter> {
+        self.filter.as_ref()
+    }
+
+    /// Parses the granular scopes' queries with `parse` (query text → clauses), so the store can apply them.
+    pub fn resolve_filter(&mut self, parse: impl Fn(&str, &str) -> Result<Vec<Clause>>) -> Result<()> {
+        if let Some(f) = &mut self.filter {
+            let parsed = f
+                .queries
+                .iter()
+                .map(|q| parse(&f.rtype, q))
+                .collect::<Result<Vec<_>>>()?;
+            f.clauses = Some(parsed);
+        }
+        Ok(())
+    }
+
     /// Whether the grant covers a resource in these compartments (`[]`: not patient data).
     pub fn covers(&self, compartments: &[String]) -> bool {
         match &self.patients {
@@ -77,6 +108,7 @@ impl Grant {
 
 /// May `actor` do `action` on resources of type `rtype`? On success the grant says on which patients.
 pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
+    let mut filter = None;
     let patients = match actor {
         Actor::System { .. } | Actor::Staff { .. } => None,
         Actor::Patient { patient_id } => {
@@ -87,24 +119,33 @@ pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
             }
             Some(vec![patient_id.clone()])
         }
-        Actor::App(app) => app_patients(app, action, rtype)?,
+        Actor::App(app) => {
+            let (patients, queries) = app_patients(app, action, rtype)?;
+            filter = (!queries.is_empty()).then(|| ScopeFilter {
+                rtype: rtype.to_owned(),
+                queries,
+                clauses: None,
+            });
+            patients
+        }
     };
     Ok(Grant {
         actor: actor.clone(),
         action,
         patients,
+        filter,
     })
 }
 
 /// What an access token's scopes reach for `action` on `rtype`: `system/` every patient, `user/` what the user
-/// may see (a staff member: every patient; a patient: their own record), `patient/` the launch patient.
-/// Granular scopes (`?category=…`) are not applied yet, so they grant nothing.
-fn app_patients(app: &App, action: Action, rtype: &str) -> Result<Option<Vec<String>>> {
-    let contexts: Vec<Context> = app
+/// may see (a staff member: every patient; a patient: their own record), `patient/` the launch patient. The
+/// second value holds the queries of granular scopes when only such scopes allow the action (reads and
+/// searches; a granular scope never allows a write).
+fn app_patients(app: &App, action: Action, rtype: &str) -> Result<(Option<Vec<String>>, Vec<String>)> {
+    let matching: Vec<_> = app
         .scopes
         .allowing(rtype, |ops| action.allowed_by(ops))
-        .filter(|s| s.query.is_none())
-        .map(|s| s.context)
+        .filter(|s| s.query.is_none() || !action.writes())
         .collect();
     let refused = || {
         Error::Forbidden(format!(
@@ -112,16 +153,22 @@ fn app_patients(app: &App, action: Action, rtype: &str) -> Result<Option<Vec<Str
             format!("{action:?}").to_lowercase()
         ))
     };
-    if contexts.is_empty() {
+    if matching.is_empty() {
         return Err(refused());
     }
+    let queries: Vec<String> = if matching.iter().any(|s| s.query.is_none()) {
+        Vec::new()
+    } else {
+        matching.iter().filter_map(|s| s.query.clone()).collect()
+    };
+    let contexts: Vec<Context> = matching.iter().map(|s| s.context).collect();
     if contexts.contains(&Context::System) {
-        return Ok(None);
+        return Ok((None, queries));
     }
     let mut patients = Vec::new();
     if contexts.contains(&Context::User) {
         match app.user.as_deref().and_then(|u| u.split_once('/')) {
-            Some(("Practitioner", _)) => return Ok(None),
+            Some(("Practitioner", _)) => return Ok((None, queries)),
             Some(("Patient", id)) => patients.push(id.to_owned()),
             _ => {}
         }
@@ -135,7 +182,23 @@ fn app_patients(app: &App, action: Action, rtype: &str) -> Result<Option<Vec<Str
     if patients.is_empty() {
         return Err(refused());
     }
-    Ok(Some(patients))
+    Ok((Some(patients), queries))
+}
+
+/// The resource types `actor` may read, for operations that span types (`$everything`); `None`: all. Types
+/// that only granular scopes allow are left out (their filters apply to searches, not to whole records).
+pub fn readable_types(actor: &Actor) -> Option<Vec<String>> {
+    let Actor::App(app) = actor else { return None };
+    let readable: Vec<_> = app
+        .scopes
+        .resources
+        .iter()
+        .filter(|s| s.ops.read && s.query.is_none())
+        .collect();
+    if readable.iter().any(|s| s.rtype.is_none()) {
+        return None;
+    }
+    Some(readable.iter().filter_map(|s| s.rtype.clone()).collect())
 }
 
 #[cfg(test)]
@@ -194,13 +257,11 @@ mod tests {
                 .patients(),
             Some(&["b".to_owned()][..])
         );
-        assert!(
-            authorize(
-                &app("patient/Observation.rs?category=laboratory", Some("a"), None),
-                Action::Read,
-                "Observation"
-            )
-            .is_err()
-        );
+        let granular = app("patient/Observation.rs?category=laboratory", Some("a"), None);
+        let grant = authorize(&granular, Action::Search, "Observation").unwrap();
+        assert_eq!(grant.filter().unwrap().queries, ["category=laboratory"]);
+        assert!(authorize(&granular, Action::Create, "Observation").is_err());
+        assert_eq!(readable_types(&granular), Some(vec![]));
+        assert_eq!(readable_types(&reader), Some(vec!["Observation".to_owned()]));
     }
 }

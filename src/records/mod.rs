@@ -100,6 +100,29 @@ impl Records {
         Ok(self.store.search(&grant, &query).await?.1 == Some(0))
     }
 
+    /// The gate, with the queries of granular scopes parsed into search clauses the store applies.
+    pub(crate) fn authorize(&self, actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
+        let mut grant = access::authorize(actor, action, rtype)?;
+        grant.resolve_filter(|rtype, query| {
+            let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            let req = search::parse(
+                rtype,
+                &params,
+                &self.registry,
+                self.limits,
+                &self.base,
+                self.clock.now_millis(),
+            )?;
+            if !req.ignored.is_empty() || req.query.clauses.is_empty() {
+                return Err(Error::Forbidden(format!(
+                    "the scope's query '{query}' is not a search this server understands for {rtype}"
+                )));
+            }
+            Ok(req.query.clauses)
+        })?;
+        Ok(grant)
+    }
+
     pub fn profiles(&self) -> &Profiles {
         &self.profiles
     }
@@ -252,7 +275,7 @@ impl Records {
 
     /// Creates from JSON text; the server assigns the id.
     pub async fn create(&self, actor: &Actor, rtype: &str, text: &str) -> Result<Written> {
-        let grant = access::authorize(actor, Action::Create, rtype)?;
+        let grant = self.authorize(actor, Action::Create, rtype)?;
         let (mut value, raw) = fjson::parse(text)?;
         if let Some(id) = value.get("id").filter(|id| !id.as_str().is_some_and(parse::valid_id)) {
             return Err(Error::invalid(
@@ -294,7 +317,7 @@ impl Records {
         }
         req.query.count = 2;
         req.query.total = false;
-        let grant = access::authorize(actor, Action::Search, rtype)?;
+        let grant = self.authorize(actor, Action::Search, rtype)?;
         let (rows, _) = self.store.search(&grant, &req.query).await?;
         let found: Vec<Stored> = rows.into_iter().map(Self::to_stored).collect::<Result<_>>()?;
         self.audit_read(&grant, "search-type", &found, Some(criteria)).await?;
@@ -310,7 +333,7 @@ impl Records {
         text: &str,
         if_match: Option<i64>,
     ) -> Result<Written> {
-        let grant = access::authorize(actor, Action::Update, rtype)?;
+        let grant = self.authorize(actor, Action::Update, rtype)?;
         // Without If-Match a concurrent writer is not an error: take the newer head and try again.
         for _ in 0..5 {
             let prepared = self.prepare(&grant, rtype, Some(id), text, if_match).await?;
@@ -326,7 +349,7 @@ impl Records {
     }
 
     pub async fn delete(&self, actor: &Actor, rtype: &str, id: &str) -> Result<()> {
-        let grant = access::authorize(actor, Action::Delete, rtype)?;
+        let grant = self.authorize(actor, Action::Delete, rtype)?;
         // Deleting what is not there (or already deleted) succeeds: delete is idempotent.
         if let Some(p) = self.prepare_delete(&grant, rtype, id).await? {
             self.commit(&grant, "delete", vec![p]).await?;

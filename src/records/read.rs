@@ -20,7 +20,7 @@ impl Records {
     }
 
     pub async fn read(&self, actor: &Actor, rtype: &str, id: &str) -> Result<Stored> {
-        let grant = access::authorize(actor, Action::Read, rtype)?;
+        let grant = self.authorize(actor, Action::Read, rtype)?;
         let row = self
             .store
             .read(&grant, rtype, id)
@@ -33,7 +33,7 @@ impl Records {
     }
 
     pub async fn vread(&self, actor: &Actor, rtype: &str, id: &str, version: i64) -> Result<Stored> {
-        let grant = access::authorize(actor, Action::Read, rtype)?;
+        let grant = self.authorize(actor, Action::Read, rtype)?;
         let row = self
             .store
             .vread(&grant, rtype, id, version)
@@ -52,7 +52,7 @@ impl Records {
         id: Option<&str>,
         params: &[(String, String)],
     ) -> Result<String> {
-        let grant = access::authorize(actor, Action::Read, rtype.unwrap_or("*"))?;
+        let grant = self.authorize(actor, Action::Read, rtype.unwrap_or("*"))?;
         let mut query = HistoryQuery {
             rtype: rtype.map(str::to_owned),
             id: id.map(str::to_owned),
@@ -127,8 +127,17 @@ impl Records {
                     .collect(),
             ));
         }
-        let grant = access::authorize(actor, Action::Search, rtype)?;
+        let grant = self.authorize(actor, Action::Search, rtype)?;
         self.run_search(&grant, rtype, &req).await
+    }
+
+    /// A grant when the gate allows, `None` when it refuses (for optional parts of an answer).
+    fn optional_grant(&self, actor: &Actor, action: Action, rtype: &str) -> Result<Option<Grant>> {
+        match self.authorize(actor, action, rtype) {
+            Ok(g) => Ok(Some(g)),
+            Err(Error::Forbidden(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn run_search(&self, grant: &Grant, rtype: &str, req: &SearchRequest) -> Result<String> {
@@ -155,19 +164,32 @@ impl Records {
             }
             refs.sort();
             refs.dedup();
-            included.extend(
-                self.store
-                    .read_many(grant, &refs)
-                    .await?
-                    .into_iter()
-                    .filter_map(|r| Self::to_stored(r).ok()),
-            );
+            // Each included type goes through the gate on its own: a token that may search one type does not
+            // reach another through `_include` (types it may not read are left out, as FHIR allows).
+            let mut types: Vec<&str> = refs.iter().map(|(t, _)| t.as_str()).collect();
+            types.dedup();
+            for t in types {
+                let Some(type_grant) = self.optional_grant(grant.actor(), Action::Read, t)? else {
+                    continue;
+                };
+                let of_type: Vec<(String, String)> = refs.iter().filter(|(rt, _)| rt == t).cloned().collect();
+                included.extend(
+                    self.store
+                        .read_many(&type_grant, &of_type)
+                        .await?
+                        .into_iter()
+                        .filter_map(|r| Self::to_stored(r).ok()),
+                );
+            }
         }
         for rev in &req.revincludes {
+            let Some(source_grant) = self.optional_grant(grant.actor(), Action::Search, &rev.source)? else {
+                continue;
+            };
             let targets: Vec<String> = matches.iter().map(|m| format!("{}/{}", m.rtype, m.id)).collect();
             let rows = self
                 .store
-                .referencing(grant, &rev.source, &rev.param, &targets, self.limits.max_count)
+                .referencing(&source_grant, &rev.source, &rev.param, &targets, self.limits.max_count)
                 .await?;
             included.extend(rows.into_iter().filter_map(|r| Self::to_stored(r).ok()));
         }
@@ -183,7 +205,7 @@ impl Records {
 
     /// `Patient/{id}/$everything`: the patient's whole compartment, paged.
     pub async fn everything(&self, actor: &Actor, patient: &str, params: &[(String, String)]) -> Result<String> {
-        let grant = access::authorize(actor, Action::Read, "Patient")?;
+        let grant = self.authorize(actor, Action::Read, "Patient")?;
         let row = self
             .store
             .read(&grant, "Patient", patient)
@@ -209,6 +231,17 @@ impl Records {
         }
         if start.is_some() || end.is_some() {
             filter.clinical = Some((start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX)));
+        }
+        // An app gets the types its scopes let it read, nothing more.
+        if let Some(readable) = access::readable_types(actor) {
+            filter.types = if filter.types.is_empty() {
+                readable
+            } else {
+                filter.types.into_iter().filter(|t| readable.contains(t)).collect()
+            };
+            if filter.types.is_empty() {
+                filter.types = vec!["Patient".into()];
+            }
         }
         let (rows, total) = self.store.compartment(&grant, patient, &filter).await?;
         let stored: Vec<Stored> = rows.into_iter().map(Self::to_stored).collect::<Result<_>>()?;

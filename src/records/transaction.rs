@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::bundle::{self, BundleEntry};
 use super::{Prepared, Records, Stored, Written};
-use crate::access::{self, Action, Actor};
+use crate::access::{Action, Actor};
 use crate::clock;
 use crate::error::{Error, Issue, Result};
 use crate::fhir::json::{self as fjson, RawObject};
@@ -332,7 +332,7 @@ impl Records {
                 } else {
                     Action::Update
                 };
-                let grant = access::authorize(actor, action, &rtype)?;
+                let grant = self.authorize(actor, action, &rtype)?;
                 let (mut value, raw) = fjson::parse(text)?;
                 if let (true, Some(body_id)) = (
                     criteria.is_none() && e.method == "PUT",
@@ -354,7 +354,7 @@ impl Records {
                 ))
             }
             "DELETE" => {
-                let grant = access::authorize(actor, Action::Delete, &rtype)?;
+                let grant = self.authorize(actor, Action::Delete, &rtype)?;
                 let id = match (&criteria, &planned.id) {
                     (Some(c), _) => {
                         one_match(self.matches(actor, &rtype, c).await, "the conditional delete")?.map(|m| m.id)
@@ -444,7 +444,7 @@ impl Records {
         } else {
             Action::Update
         };
-        let grant = access::authorize(actor, action, &batch[0].write.rtype)?;
+        let grant = self.authorize(actor, action, &batch[0].write.rtype)?;
         self.commit(&grant, "transaction", batch).await
     }
 

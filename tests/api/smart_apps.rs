@@ -473,3 +473,149 @@ async fn bad_verifiers_redirects_denials_and_narrowed_consent() {
         401
     );
 }
+
+/// A token for `scopes` from a full standalone launch by a patient, for an app registered with exactly them.
+async fn patient_token(app: &TestApp, scopes: &[&str], email: &str, birth_date: &str) -> String {
+    let joined = scopes.join(" ");
+    let (ok, out) = app.command(&[
+        "client",
+        "add",
+        "--name",
+        "Health Diary",
+        "--public",
+        "--redirect-uri",
+        REDIRECT,
+        "--scope",
+        &joined,
+    ]);
+    assert!(ok, "{out}");
+    let client_id = serde_json::from_str::<Value>(out.trim()).unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = smart_client(app, &client_id);
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _) = client
+        .authorize_url(CsrfToken::new_random)
+        .add_scopes(scopes.iter().map(|s| Scope::new((*s).into())))
+        .add_extra_param("aud", format!("{}/fhir", app.origin))
+        .set_pkce_challenge(challenge)
+        .url();
+    let (redirect, _) = authorize_in_browser(app, url.as_str(), email, birth_date, &[], true).await;
+    let token = client
+        .exchange_code(AuthorizationCode::new(query_param(&redirect, "code").unwrap()))
+        .set_pkce_verifier(verifier)
+        .request_async(&http())
+        .await
+        .unwrap();
+    token.access_token().secret().clone()
+}
+
+#[tokio::test]
+async fn granular_scopes_filter_and_other_types_stay_out_of_reach() {
+    let app = spawn_app("sqlite").await;
+    let fhir_base = format!("{}/fhir", app.origin);
+    let mut staff = staff_session(&app).await;
+    let me = registered_patient(&app, &mut staff, "Berg", "berg@example.org", "1990-09-09").await;
+    let category = |code: &str| json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": code}]}]);
+    let lab = app.create(json!({"resourceType": "Observation", "status": "final", "category": category("laboratory"), "code": {"text": "HbA1c"}, "subject": {"reference": format!("Patient/{me}")}})).await;
+    let vital = app.create(json!({"resourceType": "Observation", "status": "final", "category": category("vital-signs"), "code": {"text": "BP"}, "subject": {"reference": format!("Patient/{me}")}})).await;
+    app.create(json!({"resourceType": "Communication", "status": "completed", "subject": {"reference": format!("Patient/{me}")}})).await;
+
+    let token = patient_token(
+        &app,
+        &["launch/patient", "patient/Observation.rs?category=laboratory"],
+        "berg@example.org",
+        "1990-09-09",
+    )
+    .await;
+    let fhir = fhir_client(&token);
+    let base = fhir_base.as_str();
+    let get = |path: String| {
+        let fhir = fhir.clone();
+        async move {
+            let r = fhir.get(format!("{base}/{path}")).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let ids = |bundle: &Value| crate::helpers::ids(bundle);
+    let (status, all) = get("Observation".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&all), std::slice::from_ref(&lab), "only laboratory results");
+    assert!(ids(&get("Observation?category=vital-signs".into()).await.1).is_empty());
+    assert_eq!(get(format!("Observation/{lab}")).await.0, 200);
+    assert_eq!(
+        get(format!("Observation/{vital}")).await.0,
+        404,
+        "outside the granular scope"
+    );
+    assert_eq!(
+        get(format!("Observation/{vital}/_history")).await.1["entry"]
+            .as_array()
+            .map_or(0, Vec::len),
+        0
+    );
+    assert_eq!(get("Communication".into()).await.0, 403);
+
+    // `_include` and `$everything` reach only the types the token may read.
+    let token = patient_token(
+        &app,
+        &["launch/patient", "patient/Observation.rs"],
+        "berg@example.org",
+        "1990-09-09",
+    )
+    .await;
+    let fhir = fhir_client(&token);
+    let included: Value = fhir
+        .get(format!("{}/fhir/Observation?_include=Observation:subject", app.origin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<&str> = included["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+        .collect();
+    assert!(types.iter().all(|t| *t == "Observation"), "{types:?}");
+    assert_eq!(
+        fhir.get(format!("{}/fhir/Patient/{me}/$everything", app.origin))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    let token = patient_token(
+        &app,
+        &["launch/patient", "patient/Patient.rs", "patient/Observation.rs"],
+        "berg@example.org",
+        "1990-09-09",
+    )
+    .await;
+    let everything: Value = fhir_client(&token)
+        .get(format!("{}/fhir/Patient/{me}/$everything", app.origin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut types: Vec<&str> = everything["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+        .collect();
+    types.sort();
+    types.dedup();
+    assert_eq!(
+        types,
+        ["Observation", "Patient"],
+        "no Communication without a scope for it"
+    );
+}

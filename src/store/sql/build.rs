@@ -97,6 +97,31 @@ pub(super) fn grant_filter(sql: &mut Sql, grant: &Grant, alias: &str) {
         sql.list(patients);
         sql.push(")");
     }
+    scope_filter(sql, grant);
+}
+
+/// Granular scopes: resources of the filtered type (alias `r`) must match one of the scopes' queries, on
+/// their current index rows. A filter not yet parsed matches nothing.
+fn scope_filter(sql: &mut Sql, grant: &Grant) {
+    let Some(filter) = grant.filter() else {
+        return;
+    };
+    let Some(alternatives) = &filter.clauses else {
+        sql.push(" AND 1 = 0");
+        return;
+    };
+    sql.push(" AND (r.rtype <> ").text(&filter.rtype).push(" OR (1 = 0");
+    for alternative in alternatives {
+        sql.push(" OR (1 = 1");
+        let query = Query {
+            rtype: filter.rtype.clone(),
+            clauses: alternative.clone(),
+            ..Query::default()
+        };
+        clauses(sql, &query, grant);
+        sql.push(")");
+    }
+    sql.push("))");
 }
 
 /// The grant filter for superseded versions (alias `h`): the compartments they had when they were current.
@@ -105,6 +130,7 @@ pub(super) fn history_grant_filter(sql: &mut Sql, grant: &Grant) {
         sql.push(" AND EXISTS (SELECT 1 FROM history_compartments hc WHERE hc.rid = h.rid AND hc.version = h.version");
         sql.push(" AND hc.patient IN ").list(patients).push(")");
     }
+    scope_filter(sql, grant);
 }
 
 pub(super) fn table_of(cond: &Condition) -> Option<&'static str> {
