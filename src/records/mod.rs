@@ -206,6 +206,10 @@ impl Records {
         } else {
             None
         };
+        // Another patient's resource is "not found", before a version comparison could tell it exists.
+        if head.is_some_and(|h| !h.visible) {
+            return Err(not_found(rtype, &id));
+        }
         if let (Some(want), Some(h)) = (expect, head) {
             if h.version != want {
                 return Err(Error::PreconditionFailed(format!(

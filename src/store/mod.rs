@@ -73,11 +73,14 @@ pub struct Row {
     pub body: Option<String>,
 }
 
-/// The head of a resource as needed before writing: its current version and whether it is deleted.
+/// The head of a resource as needed before writing: its current version, whether it is deleted, and whether
+/// the grant may see it (a limited grant sees resources in its patients' compartments; whether it may change
+/// one is decided on writing).
 #[derive(Debug, Clone, Copy)]
 pub struct Head {
     pub version: i64,
     pub deleted: bool,
+    pub visible: bool,
 }
 
 /// A comparison used in date, number and quantity searches.
@@ -195,7 +198,8 @@ pub trait Store: Send + Sync {
     /// Cheap round trip, for `/readyz`.
     async fn ping(&self) -> Result<()>;
 
-    /// The current head of a resource, ignoring grants: only to learn the version to write against.
+    /// The current head of a resource: the version to write against, and whether the grant may see it (the
+    /// caller must answer "not found" for one it may not, before anything else reveals it exists).
     async fn head(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Head>>;
 
     /// Writes the versions atomically: all or none.

@@ -146,6 +146,21 @@ async fn a_patient_actor_reaches_only_their_own_compartment() {
         assert!(matches!(update, Err(Error::NotFound(_))), "{engine}: {update:?}");
         let delete = records.delete(&alice, "Communication", &shared_message).await;
         assert!(matches!(delete, Err(Error::NotFound(_))), "{engine}: {delete:?}");
+        // Another patient's resource is "not found" even to a conditional update: no version comparison
+        // (412 "is at version n") gives its existence away.
+        let theirs = app
+            .create(json!({"resourceType": "Communication", "status": "completed", "subject": {"reference": format!("Patient/{b}")}}))
+            .await;
+        let claim = json!({"resourceType": "Communication", "id": theirs, "status": "completed", "subject": {"reference": format!("Patient/{a}")}});
+        for version in [None, Some(1), Some(7)] {
+            let update = records
+                .update(&alice, "Communication", &theirs, &claim.to_string(), version)
+                .await;
+            assert!(
+                matches!(update, Err(Error::NotFound(_))),
+                "{engine} {version:?}: {update:?}"
+            );
+        }
         assert!(
             records
                 .create(&alice, "Communication", &message.to_string())

@@ -227,17 +227,29 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn head(&self, _grant: &Grant, rtype: &str, id: &str) -> Result<Option<Head>> {
+    async fn head(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Head>> {
         self.timed("head", async {
-            let row = sqlx::query("SELECT version, deleted FROM resources WHERE rtype = $1 AND id = $2")
-                .bind(rtype)
-                .bind(id)
-                .fetch_optional(&self.read)
-                .await?;
+            let mut sql = Sql::default();
+            sql.push("SELECT r.version, r.deleted, (SELECT COUNT(*) FROM compartments c WHERE c.rid = r.rid), ");
+            match grant.patients() {
+                Some(patients) => {
+                    sql.push("(SELECT COUNT(*) FROM compartments c WHERE c.rid = r.rid AND c.patient IN ")
+                        .list(patients)
+                        .push(")");
+                }
+                None => {
+                    sql.push("0");
+                }
+            }
+            sql.push(" FROM resources r WHERE r.rtype = ").text(rtype);
+            sql.push(" AND r.id = ").text(id);
+            let row = sql.query().fetch_optional(&self.read).await?;
             row.map(|r| {
+                let (all, mine): (i64, i64) = (r.try_get(2)?, r.try_get(3)?);
                 Ok(Head {
                     version: r.try_get(0)?,
                     deleted: r.try_get::<i64, _>(1)? != 0,
+                    visible: grant.patients().is_none() || (all > 0 && mine > 0),
                 })
             })
             .transpose()
