@@ -20,7 +20,7 @@ use crate::accounts::secret;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::store::SharedStore;
-use crate::store::oauth::{ClientRow, TokenRow};
+use crate::store::oauth::{ClientRow, ConnectedApp, TokenRow};
 
 /// Access tokens live an hour.
 pub const ACCESS_TTL_SECS: i64 = 3600;
@@ -418,6 +418,18 @@ impl OAuth {
             }
         }
         Ok(json!({ "active": false }))
+    }
+
+    /// The apps an account has authorized that still hold live tokens ("Connected apps").
+    pub async fn connected_apps(&self, account_id: &str) -> std::result::Result<Vec<ConnectedApp>, Error> {
+        self.store.connected_apps(account_id, self.clock.now_millis()).await
+    }
+
+    /// Ends an app's access for an account: every token it holds stops working on the next request.
+    pub async fn disconnect(&self, account_id: &str, client_id: &str) -> std::result::Result<(), Error> {
+        self.store
+            .revoke_app(account_id, client_id, self.clock.now_millis())
+            .await
     }
 
     /// RFC 7009: revokes the token (a refresh token takes its whole grant with it). Unknown tokens are not an

@@ -1,8 +1,9 @@
 //! The portal door: server-rendered pages for patients (`/`, `/login`, `/register`, `/forgot-password`,
-//! `/reset-password`) and the care team (`/staff`). Handlers turn forms into calls on `accounts` (and, in later
+//! `/reset-password`, `/connected-apps`) and the care team (`/staff`). Handlers turn forms into calls on `accounts` (and, in later
 //! pages, `records`) and render the result; rules live in those rooms. Every state-changing form carries a
 //! CSRF token that must equal the `carespace_csrf` cookie; every page is `no-store` and framed by nobody.
 
+mod connected_apps;
 mod home;
 mod login;
 mod register;
@@ -38,6 +39,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/forgot-password", get(reset::show_request).post(reset::submit_request))
         .route("/reset-password", get(reset::show_reset).post(reset::submit_reset))
         .route("/staff/login", get(login::show_staff).post(login::submit_staff))
+        .route("/connected-apps", get(connected_apps::show))
+        .route("/connected-apps/remove", post(connected_apps::remove))
         .route("/staff", get(staff::show))
         .route("/staff/invite", post(staff::invite))
         .route("/staff/resend", post(staff::resend))

@@ -41,6 +41,7 @@ pub fn page(chrome: &Chrome<'_>, title: &str, body: Markup) -> Markup {
                         details.user-menu {
                             summary { (user.display_name) }
                             ul {
+                                li { a href="/connected-apps" { "Connected apps" } }
                                 li {
                                     form method="post" action="/logout" {
                                         input type="hidden" name="csrf" value=(chrome.csrf);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use self::accounts::{Account, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose};
-use self::oauth::{ClientRow, CodeRow, TokenRow};
+use self::oauth::{ClientRow, CodeRow, ConnectedApp, TokenRow};
 use crate::access::Grant;
 use crate::error::Result;
 
@@ -308,6 +308,12 @@ pub trait Store: Send + Sync {
 
     /// Records a client assertion id until it expires; `false` if it was already seen.
     async fn first_jti(&self, client_id: &str, jti: &str, expires: i64, now: i64) -> Result<bool>;
+
+    /// The apps holding live tokens an account authorized.
+    async fn connected_apps(&self, account_id: &str, now: i64) -> Result<Vec<ConnectedApp>>;
+
+    /// Revokes every token an account gave one app.
+    async fn revoke_app(&self, account_id: &str, client_id: &str, now: i64) -> Result<()>;
 }
 
 /// How an account is looked up.

@@ -46,3 +46,14 @@ pub struct TokenRow {
     pub expires: i64,
     pub revoked: Option<i64>,
 }
+
+/// An app a user has authorized and that still holds a live token.
+#[derive(Debug, Clone)]
+pub struct ConnectedApp {
+    pub client_id: String,
+    pub name: String,
+    /// The scopes of its newest live token.
+    pub scope: String,
+    /// When the user first authorized it (its oldest live token), epoch ms.
+    pub since: i64,
+}

@@ -619,3 +619,34 @@ async fn granular_scopes_filter_and_other_types_stay_out_of_reach() {
         "no Communication without a scope for it"
     );
 }
+
+#[tokio::test]
+async fn removing_a_connected_app_ends_its_access_at_once() {
+    let app = spawn_app("sqlite").await;
+    let mut staff = staff_session(&app).await;
+    let me = registered_patient(&app, &mut staff, "Kahn", "kahn@example.org", "1970-10-10").await;
+    let token = patient_token(
+        &app,
+        &["launch/patient", "patient/Patient.rs"],
+        "kahn@example.org",
+        "1970-10-10",
+    )
+    .await;
+    let fhir = fhir_client(&token);
+    let read = format!("{}/fhir/Patient/{me}", app.origin);
+    assert_eq!(fhir.get(&read).send().await.unwrap().status().as_u16(), 200);
+
+    let (mut web, _) = crate::accounts::login(&app, "kahn@example.org", PASSWORD, "1970-10-10").await;
+    let page = web.get("/connected-apps").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("Health Diary"), "{}", page.text());
+    let removed = web.submit(&page, "/connected-apps/remove", &[]).await;
+    assert_eq!(removed.location.as_deref(), Some("/connected-apps"));
+    assert!(
+        web.get("/connected-apps")
+            .await
+            .text()
+            .contains("No app has access to your record.")
+    );
+    assert_eq!(fhir.get(&read).send().await.unwrap().status().as_u16(), 401);
+}

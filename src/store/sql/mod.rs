@@ -19,7 +19,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row as _};
 
 use super::accounts::{Account, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose};
-use super::oauth::{ClientRow, CodeRow, TokenRow};
+use super::oauth::{ClientRow, CodeRow, ConnectedApp, TokenRow};
 use super::{
     AccountKey, CLINICAL_DATE_PARAMS, CompartmentFilter, Head, HistoryQuery, Query, Row, SharedStore, Store,
     VersionWrite,
@@ -574,5 +574,13 @@ impl Store for SqlStore {
 
     async fn first_jti(&self, client_id: &str, jti: &str, expires: i64, now: i64) -> Result<bool> {
         self.first_jti_row(client_id, jti, expires, now).await
+    }
+
+    async fn connected_apps(&self, account_id: &str, now: i64) -> Result<Vec<ConnectedApp>> {
+        self.connected_app_rows(account_id, now).await
+    }
+
+    async fn revoke_app(&self, account_id: &str, client_id: &str, now: i64) -> Result<()> {
+        self.revoke_app_rows(account_id, client_id, now).await
     }
 }

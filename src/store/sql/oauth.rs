@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 
 use super::SqlStore;
 use crate::error::Result;
-use crate::store::oauth::{ClientRow, CodeRow, TokenRow};
+use crate::store::oauth::{ClientRow, CodeRow, ConnectedApp, TokenRow};
 
 const CLIENT_COLUMNS: &str = "id, name, kind, secret_hash, jwks, jwks_url, redirect_uris, launch_url, scope, created";
 const CODE_COLUMNS: &str = "hash, client_id, account_id, patient, scope, redirect_uri, code_challenge, nonce, grant_id, created, expires, used";
@@ -214,5 +214,43 @@ impl SqlStore {
         .rows_affected();
         tx.commit().await?;
         Ok(inserted == 1)
+    }
+
+    pub(super) async fn connected_app_rows(&self, account_id: &str, now: i64) -> Result<Vec<ConnectedApp>> {
+        let rows = sqlx::query(
+            "SELECT t.client_id, c.name, t.scope, t.created FROM oauth_tokens t JOIN oauth_clients c ON c.id = t.client_id \
+             WHERE t.account_id = $1 AND t.revoked IS NULL AND t.expires > $2 ORDER BY t.client_id, t.created",
+        )
+        .bind(account_id)
+        .bind(now)
+        .fetch_all(&self.read)
+        .await?;
+        let mut apps: Vec<ConnectedApp> = Vec::new();
+        for r in rows {
+            let (client_id, name, scope, created): (String, String, String, i64) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            match apps.last_mut() {
+                Some(last) if last.client_id == client_id => last.scope = scope,
+                _ => apps.push(ConnectedApp {
+                    client_id,
+                    name,
+                    scope,
+                    since: created,
+                }),
+            }
+        }
+        Ok(apps)
+    }
+
+    pub(super) async fn revoke_app_rows(&self, account_id: &str, client_id: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE oauth_tokens SET revoked = $3 WHERE account_id = $1 AND client_id = $2 AND revoked IS NULL",
+        )
+        .bind(account_id)
+        .bind(client_id)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 }
