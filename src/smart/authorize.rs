@@ -177,7 +177,24 @@ pub async fn show(
     if let Some(to_login) = patient_or_login(&visitor, &format!("/oauth/authorize?{}", raw.unwrap_or_default())) {
         return to_login;
     }
-    render::respond(StatusCode::OK, consent_page(&state, &visitor, &request))
+    let mut response = render::respond(StatusCode::OK, consent_page(&state, &visitor, &request));
+    // The consent form answers with a redirect to the app: the page's CSP must let the form go there.
+    let origin = app_origin(&request.params.redirect_uri);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&crate::portal::content_security_policy(&origin)) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
+    }
+    response
+}
+
+/// `scheme://host[:port]` of a URL.
+fn app_origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return String::new();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{authority}")
 }
 
 pub async fn decide(

@@ -1,38 +1,68 @@
-//! The front door in a real browser: `tests/browser/registration.mjs` (Playwright driving Debian's Chromium)
-//! walks invitation email → registration → login → logout by visible labels against a server started here.
-//! Skipped, with the reason printed, where Node.js, Chromium or the npm packages are missing, unless
-//! CARESPACE_REQUIRE_BROWSER=1 (set by .ci/run) makes a missing piece a failure.
+//! Real browsers: scripts in `tests/browser/` (Playwright driving Debian's Chromium) walk the portal and a
+//! SMART app against a server started here. Skipped, with the reason printed, where Node.js, Chromium or the npm
+//! packages are missing, unless CARESPACE_REQUIRE_BROWSER=1 (set by .ci/run) makes a missing piece a failure.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::{say, spawn_app_with_outbox_folder};
+use crate::accounts::{PASSWORD, registered_patient, staff_session};
+use crate::helpers::{say, spawn_app, spawn_app_with_outbox_folder};
 
-/// What is missing for browser tests, if anything.
-fn missing(chromium: &str) -> Option<String> {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if std::process::Command::new("node").arg("--version").output().is_err() {
-        return Some("node is not installed".into());
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+/// Whether browser tests can run here; says why not (and fails when they are required).
+fn browser_ready() -> bool {
+    let why = if std::process::Command::new("node").arg("--version").output().is_err() {
+        "node is not installed".to_owned()
+    } else if !Path::new(&chromium()).exists() {
+        format!("no Chromium at {} (Debian package chromium)", chromium())
+    } else if !browser_dir().join("node_modules/playwright-core").is_dir()
+        || !browser_dir().join("node_modules/fhirclient").is_dir()
+    {
+        "the npm packages are not installed (npm ci --prefix tests/browser)".to_owned()
+    } else {
+        return true;
+    };
+    assert!(
+        std::env::var("CARESPACE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+        "browser test required but {why}"
+    );
+    say(&format!("browser test skipped: {why}"));
+    false
+}
+
+/// Runs `tests/browser/<script>` with `env`; asserts it ends well and printed `passed`.
+async fn walk(script: &str, env: &[(&str, String)]) {
+    let mut command = tokio::process::Command::new("node");
+    command.arg(browser_dir().join(script)).env("CHROMIUM", chromium());
+    for (k, v) in env {
+        command.env(k, v);
     }
-    if !Path::new(chromium).exists() {
-        return Some(format!("no Chromium at {chromium} (Debian package chromium)"));
-    }
-    if !here.join("node_modules/playwright-core").is_dir() {
-        return Some("playwright-core is not installed (npm ci --prefix tests/browser)".into());
-    }
-    None
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), command.output())
+        .await
+        .expect("the browser walk finished within 2 minutes")
+        .expect("run node");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && log.contains("walk passed"),
+        "{script} failed:\n{log}"
+    );
 }
 
 #[tokio::test]
 async fn a_person_registers_from_the_invitation_email_and_logs_in() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if let Some(why) = missing(&chromium) {
-        assert!(
-            std::env::var("CARESPACE_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "browser test required but {why}"
-        );
-        say(&format!("browser test skipped: {why}"));
+    if !browser_ready() {
         return;
     }
     let app = spawn_app_with_outbox_folder("sqlite").await;
@@ -48,27 +78,67 @@ async fn a_person_registers_from_the_invitation_email_and_logs_in() {
         "birthDate": "1986-11-03",
     }))
     .await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/registration.mjs");
-    let run = tokio::process::Command::new("node")
-        .arg(&script)
-        .env("BASE_URL", &app.origin)
-        .env("OUTBOX_DIR", app.dir.path().join("outbox"))
-        .env("STAFF_EMAIL", staff_email)
-        .env("STAFF_PASSWORD", staff_password)
-        .env("PATIENT_NAME", "Mira Castillo")
-        .env("PATIENT_EMAIL", "mira.castillo@example.org")
-        .env("PATIENT_BIRTH_DATE", "1986-11-03")
-        .env("CHROMIUM", &chromium)
-        .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(120), run)
-        .await
-        .expect("the browser walk finished within 2 minutes")
-        .expect("run node");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "browser walk failed:\n{log}");
-    assert!(log.contains("browser walk passed"), "{log}");
+    walk(
+        "registration.mjs",
+        &[
+            ("BASE_URL", app.origin.clone()),
+            ("OUTBOX_DIR", app.dir.path().join("outbox").display().to_string()),
+            ("STAFF_EMAIL", staff_email.into()),
+            ("STAFF_PASSWORD", staff_password.into()),
+            ("PATIENT_NAME", "Mira Castillo".into()),
+            ("PATIENT_EMAIL", "mira.castillo@example.org".into()),
+            ("PATIENT_BIRTH_DATE", "1986-11-03".into()),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_smart_js_client_completes_a_standalone_launch_and_reads_observations() {
+    if !browser_ready() {
+        return;
+    }
+    let app = spawn_app("sqlite").await;
+    let mut staff = staff_session(&app).await;
+    let me = registered_patient(&app, &mut staff, "Okafor", "okafor@example.org", "1972-02-02").await;
+    let other = registered_patient(&app, &mut staff, "Else", "else@example.org", "1973-03-03").await;
+    for (p, code) in [(&me, "glucose"), (&me, "potassium"), (&other, "not-mine")] {
+        app.create(json!({"resourceType": "Observation", "status": "final", "code": {"text": code}, "subject": {"reference": format!("Patient/{p}")}}))
+            .await;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (ok, out) = app.command(&[
+        "client",
+        "add",
+        "--name",
+        "Lab Viewer",
+        "--public",
+        "--redirect-uri",
+        &format!("http://127.0.0.1:{port}/index.html"),
+        "--scope",
+        "launch/patient openid fhirUser patient/*.rs",
+    ]);
+    assert!(ok, "{out}");
+    let client_id = serde_json::from_str::<Value>(out.trim()).unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    walk(
+        "smart-app.mjs",
+        &[
+            ("BASE_URL", app.origin.clone()),
+            ("APP_PORT", port.to_string()),
+            ("CLIENT_ID", client_id),
+            ("PATIENT_EMAIL", "okafor@example.org".into()),
+            ("PATIENT_PASSWORD", PASSWORD.into()),
+            ("PATIENT_BIRTH_DATE", "1972-02-02".into()),
+            ("PATIENT_ID", me.clone()),
+            ("EXPECTED_OBSERVATIONS", "glucose,potassium".into()),
+        ],
+    )
+    .await;
 }

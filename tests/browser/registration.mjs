@@ -90,7 +90,7 @@ try {
   await page.getByText("You have logged out.").waitFor();
   await page.goto(`${base}/`);
   await page.getByRole("heading", { name: "Log in" }).waitFor();
-  console.log("browser walk passed");
+  console.log("registration walk passed");
 } finally {
   await browser.close();
 }
