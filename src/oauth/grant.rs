@@ -12,7 +12,7 @@ use super::{ACCESS_TTL_SECS, OAuth, Refusal, Result};
 use crate::accounts::secret;
 use crate::store::AccountKey;
 use crate::store::accounts::Account;
-use crate::store::oauth::{ClientRow, CodeRow, TokenRow};
+use crate::store::oauth::{ClientRow, CodeRow, LaunchRow, TokenRow};
 
 /// Codes must be exchanged within a minute.
 const CODE_TTL_MS: i64 = 60_000;
@@ -52,7 +52,12 @@ pub struct AuthRequest {
     pub params: AuthParams,
     /// What the app asked for, cut to what it is registered for.
     pub scopes: Scopes,
+    /// An EHR launch: the staff member who opened the app and the patient it was opened for.
+    pub launch: Option<LaunchRow>,
 }
+
+/// EHR launch ids must be used within five minutes.
+const LAUNCH_TTL_MS: i64 = 5 * 60_000;
 
 /// Why an authorization request is refused: before the client and its redirect URI are known to be good the
 /// user sees a page (never a redirect to an unchecked URI); after, the app gets the error at its redirect URI.
@@ -136,12 +141,16 @@ impl OAuth {
         if params.aud.trim_end_matches('/') != self.fhir_base {
             return Err(fail("invalid_request", "aud must be this server's FHIR base URL"));
         }
-        if params.launch.is_some() {
-            return Err(fail(
-                "invalid_request",
-                "EHR launch is not supported yet; use a standalone launch",
-            ));
-        }
+        let launch = match &params.launch {
+            Some(id) => Some(
+                self.store
+                    .launch(&secret::hash(id))
+                    .await?
+                    .filter(|l| l.client_id == client.id && l.expires > self.clock.now_millis())
+                    .ok_or_else(|| fail("invalid_request", "the launch is unknown, expired or for another app"))?,
+            ),
+            None => None,
+        };
         let asked = Scopes::parse(&params.scope).unwrap_or_else(|_| {
             // Unknown scopes are left out, as OAuth allows; the answer says what was granted.
             Scopes::parse(
@@ -161,14 +170,24 @@ impl OAuth {
                 "none of the requested scopes is registered for this app",
             ));
         }
-        Ok(AuthRequest { client, params, scopes })
+        Ok(AuthRequest {
+            client,
+            params,
+            scopes,
+            launch,
+        })
     }
 
     /// After consent: a single-use code for what the user allowed.
     pub async fn issue_code(&self, request: &AuthRequest, account: &Account, granted: &Scopes) -> Result<String> {
         let code = secret::token()?;
         let now = self.clock.now_millis();
-        let patient = account.person.strip_prefix("Patient/").map(str::to_owned);
+        // The launch's patient for an EHR launch (by the staff member who launched), else the patient's own.
+        let patient = match &request.launch {
+            Some(l) if l.account_id == account.id => Some(l.patient.clone()),
+            Some(_) => return Err(Refusal::new("access_denied", "the launch belongs to another user")),
+            None => account.person.strip_prefix("Patient/").map(str::to_owned),
+        };
         self.store
             .save_code(&CodeRow {
                 hash: secret::hash(&code),
@@ -345,6 +364,43 @@ impl OAuth {
         Ok(answer)
     }
 
+    /// A staff member opens a registered app for a patient (EHR launch): the URL to send the browser to, the
+    /// app's launch URL with `iss` and a fresh `launch` id bound to that patient, staff member and app.
+    pub async fn ehr_launch(
+        &self,
+        client_id: &str,
+        staff: &Account,
+        patient_id: &str,
+    ) -> std::result::Result<String, crate::error::Error> {
+        let client = self
+            .store
+            .client(client_id)
+            .await?
+            .ok_or_else(|| crate::error::Error::field("client_id", "Choose an app registered for EHR launch."))?;
+        let launch_url = client
+            .launch_url
+            .clone()
+            .ok_or_else(|| crate::error::Error::field("client_id", "This app has no launch URL."))?;
+        let id = secret::token()?;
+        let now = self.clock.now_millis();
+        self.store
+            .save_launch(&LaunchRow {
+                hash: secret::hash(&id),
+                client_id: client.id,
+                account_id: staff.id.clone(),
+                patient: patient_id.to_owned(),
+                created: now,
+                expires: now + LAUNCH_TTL_MS,
+            })
+            .await?;
+        Ok(with_query(&launch_url, &[("iss", &self.fhir_base), ("launch", &id)]))
+    }
+
+    /// The apps a staff member can launch for a patient.
+    pub async fn launchable_apps(&self) -> std::result::Result<Vec<ClientRow>, crate::error::Error> {
+        self.store.launchable_clients().await
+    }
+
     /// `<base>/fhir/.well-known/smart-configuration`.
     pub fn smart_configuration(&self) -> Value {
         json!({
@@ -359,10 +415,10 @@ impl OAuth {
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
             "response_types_supported": ["code"],
             "code_challenge_methods_supported": ["S256"],
-            "scopes_supported": ["openid", "fhirUser", "profile", "launch/patient", "offline_access", "online_access",
+            "scopes_supported": ["openid", "fhirUser", "profile", "launch", "launch/patient", "offline_access", "online_access",
                 "patient/*.rs", "patient/*.cruds", "user/*.rs", "user/*.cruds", "system/*.rs", "system/*.cruds",
                 "patient/*.read", "patient/*.write", "user/*.read", "user/*.write", "system/*.read", "system/*.write"],
-            "capabilities": ["launch-standalone", "client-public", "client-confidential-symmetric",
+            "capabilities": ["launch-standalone", "launch-ehr", "context-ehr-patient", "client-public", "client-confidential-symmetric",
                 "client-confidential-asymmetric", "context-standalone-patient", "permission-patient", "permission-user",
                 "permission-offline", "permission-online", "permission-v1", "permission-v2", "sso-openid-connect"],
         })

@@ -44,6 +44,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/staff", get(staff::show))
         .route("/staff/invite", post(staff::invite))
         .route("/staff/resend", post(staff::resend))
+        .route("/staff/launch", post(staff::launch))
         .route(
             "/assets/portal.css",
             get(|| asset("text/css", include_str!("assets/portal.css"))),
@@ -107,6 +108,15 @@ pub fn content_security_policy(form_targets: &str) -> String {
          frame-ancestors 'none'; form-action 'self' {form_targets}; base-uri 'none'"
     )
     .replace("'self' ;", "'self';")
+}
+
+/// `scheme://host[:port]` of a URL, for naming it in a CSP.
+pub fn origin_of(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return String::new();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{authority}")
 }
 
 /// The value of cookie `name` in the request.

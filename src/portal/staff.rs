@@ -26,6 +26,12 @@ pub struct StaffQuery {
 }
 
 #[derive(Deserialize)]
+pub struct LaunchForm {
+    patient: String,
+    client_id: String,
+}
+
+#[derive(Deserialize)]
 pub struct InviteForm {
     patient: String,
     #[serde(default)]
@@ -130,6 +136,7 @@ async fn page(
     let patients = find_patients(state, actor, &q.name).await?;
     let ids: Vec<String> = patients.iter().map(|p| p.id.clone()).collect();
     let invitations = state.accounts.invitations(&ids).await?;
+    let apps = state.oauth.launchable_apps().await?;
     let now = state.clock.now_millis();
     let chrome = Chrome {
         practice: &state.config.practice_name,
@@ -151,7 +158,7 @@ async fn page(
                 button type="submit" { "Search" }
             }
             table.patients {
-                thead { tr { th { "Patient" } th { "Date of birth" } th { "Portal access" } th { "Invitation" } } }
+                thead { tr { th { "Patient" } th { "Date of birth" } th { "Portal access" } th { "Invitation" } @if !apps.is_empty() { th { "Apps" } } } }
                 tbody {
                     @for p in &patients {
                         @let invitation = invitations.iter().find(|i| i.account.person == format!("Patient/{}", p.id));
@@ -181,6 +188,23 @@ async fn page(
                                     }
                                 }
                             }
+                            @if !apps.is_empty() {
+                                td {
+                                    form.invite method="post" action="/staff/launch" {
+                                        input type="hidden" name="csrf" value=(visitor.csrf);
+                                        input type="hidden" name="patient" value=(p.id);
+                                        @let id = format!("app-{}", p.id);
+                                        label for=(id) { "App for " (p.name) }
+                                        select id=(id) name="client_id" {
+                                            @for app in &apps {
+                                                option value=(app.id) { (app.name) }
+                                            }
+                                        }
+                                        " "
+                                        button type="submit" { "Launch app" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -196,8 +220,47 @@ pub async fn show(State(state): State<AppState>, visitor: Visitor, Query(q): Que
     let Some((signed_in, actor)) = staff(&visitor) else {
         return to_staff_login();
     };
-    match page(&state, &visitor, signed_in, &actor, &q, &Problems::default()).await {
-        Ok(markup) => render::respond(StatusCode::OK, markup),
+    let markup = match page(&state, &visitor, signed_in, &actor, &q, &Problems::default()).await {
+        Ok(markup) => markup,
+        Err(e) => return render::failure(&e),
+    };
+    let mut response = render::respond(StatusCode::OK, markup);
+    // "Launch app" answers with a redirect to the app: the page's CSP must let the form go there.
+    let origins: Vec<String> = match state.oauth.launchable_apps().await {
+        Ok(apps) => apps
+            .iter()
+            .filter_map(|a| a.launch_url.as_deref())
+            .map(super::origin_of)
+            .collect(),
+        Err(e) => return render::failure(&e),
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&super::content_security_policy(&origins.join(" "))) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
+    }
+    response
+}
+
+/// "Launch app": opens a registered app for the patient (SMART EHR launch), as this staff member.
+pub async fn launch(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    PortalForm(form): PortalForm<LaunchForm>,
+) -> Response {
+    let Some((signed_in, actor)) = staff(&visitor) else {
+        return to_staff_login();
+    };
+    // The patient must be one the staff member can read (and the read is audited).
+    if let Err(e) = state.records.read(&actor, "Patient", &form.patient).await {
+        return render::failure(&e);
+    }
+    match state
+        .oauth
+        .ehr_launch(&form.client_id, &signed_in.account, &form.patient)
+        .await
+    {
+        Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => render::failure(&e),
     }
 }

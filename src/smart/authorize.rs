@@ -10,8 +10,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
 use crate::AppState;
+use crate::accounts::SignedIn;
 use crate::oauth::grant::{AuthError, AuthParams, AuthRequest, with_query};
 use crate::oauth::scope::{Context, ResourceScope, Scopes};
+use crate::portal::origin_of;
 use crate::portal::render::{self, Chrome};
 use crate::portal::{PortalForm, Visitor};
 use crate::store::accounts::AccountKind;
@@ -98,7 +100,10 @@ fn consent_page(state: &AppState, visitor: &Visitor, request: &AuthRequest) -> M
     let p = &request.params;
     render::page(
         &chrome,
-        &format!("Allow {} to use your record?", request.client.name),
+        &match &request.launch {
+            Some(l) => format!("Open {} for Patient/{}?", request.client.name, l.patient),
+            None => format!("Allow {} to use your record?", request.client.name),
+        },
         html! {
             @if let Some(u) = user {
                 p { "Signed in as " strong { (u.display_name) } ". " (request.client.name) " asks to:" }
@@ -112,6 +117,9 @@ fn consent_page(state: &AppState, visitor: &Visitor, request: &AuthRequest) -> M
                 }
                 @if let Some(nonce) = &p.nonce {
                     input type="hidden" name="nonce" value=(nonce);
+                }
+                @if let Some(launch) = &p.launch {
+                    input type="hidden" name="launch" value=(launch);
                 }
                 ul.scopes {
                     @for (i, scope) in request.scopes.all.iter().enumerate() {
@@ -153,15 +161,23 @@ fn refused(state: &AppState, err: AuthError) -> Response {
     }
 }
 
-/// The signed-in patient, or the way to the login page and back here.
-fn patient_or_login(visitor: &Visitor, path_and_query: &str) -> Option<Response> {
-    match &visitor.signed_in {
-        Some(s) if s.account.kind == AccountKind::Patient => None,
-        _ => {
-            let next: String = form_urlencoded::byte_serialize(path_and_query.as_bytes()).collect();
-            Some(Redirect::to(&format!("/login?next={next}")).into_response())
-        }
-    }
+/// Who may answer this request: for an EHR launch the staff member who launched, otherwise a patient.
+fn answerer<'a>(visitor: &'a Visitor, request: &AuthRequest) -> Option<&'a SignedIn> {
+    visitor.signed_in.as_ref().filter(|s| match &request.launch {
+        Some(l) => s.account.kind == AccountKind::Staff && s.account.id == l.account_id,
+        None => s.account.kind == AccountKind::Patient,
+    })
+}
+
+/// The way to the right login page and back here.
+fn to_login(request: &AuthRequest, path_and_query: &str) -> Response {
+    let next: String = form_urlencoded::byte_serialize(path_and_query.as_bytes()).collect();
+    let page = if request.launch.is_some() {
+        "/staff/login"
+    } else {
+        "/login"
+    };
+    Redirect::to(&format!("{page}?next={next}")).into_response()
 }
 
 pub async fn show(
@@ -174,27 +190,18 @@ pub async fn show(
         Ok(r) => r,
         Err(e) => return refused(&state, e),
     };
-    if let Some(to_login) = patient_or_login(&visitor, &format!("/oauth/authorize?{}", raw.unwrap_or_default())) {
-        return to_login;
+    if answerer(&visitor, &request).is_none() {
+        return to_login(&request, &format!("/oauth/authorize?{}", raw.unwrap_or_default()));
     }
     let mut response = render::respond(StatusCode::OK, consent_page(&state, &visitor, &request));
     // The consent form answers with a redirect to the app: the page's CSP must let the form go there.
-    let origin = app_origin(&request.params.redirect_uri);
+    let origin = origin_of(&request.params.redirect_uri);
     if let Ok(v) = axum::http::HeaderValue::from_str(&crate::portal::content_security_policy(&origin)) {
         response
             .headers_mut()
             .insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
     }
     response
-}
-
-/// `scheme://host[:port]` of a URL.
-fn app_origin(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return String::new();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    format!("{scheme}://{authority}")
 }
 
 pub async fn decide(
@@ -217,11 +224,7 @@ pub async fn decide(
         Ok(r) => r,
         Err(e) => return refused(&state, e),
     };
-    let Some(signed_in) = visitor
-        .signed_in
-        .as_ref()
-        .filter(|s| s.account.kind == AccountKind::Patient)
-    else {
+    let Some(signed_in) = answerer(&visitor, &request) else {
         return render::message_page(
             &state,
             StatusCode::UNAUTHORIZED,

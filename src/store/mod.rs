@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use self::accounts::{Account, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose};
-use self::oauth::{ClientRow, CodeRow, ConnectedApp, TokenRow};
+use self::oauth::{ClientRow, CodeRow, ConnectedApp, LaunchRow, TokenRow};
 use crate::access::Grant;
 use crate::error::Result;
 
@@ -314,6 +314,13 @@ pub trait Store: Send + Sync {
 
     /// Revokes every token an account gave one app.
     async fn revoke_app(&self, account_id: &str, client_id: &str, now: i64) -> Result<()>;
+
+    /// Clients with an EHR launch URL, by name.
+    async fn launchable_clients(&self) -> Result<Vec<ClientRow>>;
+
+    async fn save_launch(&self, launch: &LaunchRow) -> Result<()>;
+
+    async fn launch(&self, hash: &str) -> Result<Option<LaunchRow>>;
 }
 
 /// How an account is looked up.

@@ -57,3 +57,14 @@ pub struct ConnectedApp {
     /// When the user first authorized it (its oldest live token), epoch ms.
     pub since: i64,
 }
+
+/// A staff member's EHR launch of an app for a patient.
+#[derive(Debug, Clone)]
+pub struct LaunchRow {
+    pub hash: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub patient: String,
+    pub created: i64,
+    pub expires: i64,
+}

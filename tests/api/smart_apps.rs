@@ -650,3 +650,146 @@ async fn removing_a_connected_app_ends_its_access_at_once() {
     );
     assert_eq!(fhir.get(&read).send().await.unwrap().status().as_u16(), 401);
 }
+
+#[tokio::test]
+async fn a_staff_member_launches_an_app_for_one_patient() {
+    let app = spawn_app("sqlite").await;
+    let fhir_base = format!("{}/fhir", app.origin);
+    let mut staff = staff_session(&app).await;
+    let patient = app.create(json!({"resourceType": "Patient", "name": [{"family": "Lund", "given": ["Ola"]}], "birthDate": "1950-01-01"})).await;
+    let other = app
+        .create(json!({"resourceType": "Patient", "name": [{"family": "Moe"}], "birthDate": "1951-01-01"}))
+        .await;
+    for (p, code) in [(&patient, "his"), (&other, "not his")] {
+        app.create(json!({"resourceType": "Observation", "status": "final", "code": {"text": code}, "subject": {"reference": format!("Patient/{p}")}})).await;
+    }
+    let (ok, out) = app.command(&[
+        "client",
+        "add",
+        "--name",
+        "Lab Feed",
+        "--secret",
+        "--redirect-uri",
+        REDIRECT,
+        "--launch-url",
+        "http://127.0.0.1:9/launch",
+        "--scope",
+        "launch openid fhirUser patient/*.rs",
+    ]);
+    assert!(ok, "{out}");
+    let registered: Value = serde_json::from_str(out.trim()).unwrap();
+    let client_id = registered["client_id"].as_str().unwrap();
+    let client = smart_client(&app, client_id).set_client_secret(oauth2::ClientSecret::new(
+        registered["client_secret"].as_str().unwrap().into(),
+    ));
+
+    let page = staff.get("/staff").await;
+    assert!(page.text().contains("Launch app"), "{}", page.text());
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:9;"),
+        "the CSP lets the launch form go to the app: {csp}"
+    );
+    let launched = staff
+        .submit(
+            &page,
+            "/staff/launch",
+            &[("patient", &patient), ("client_id", client_id)],
+        )
+        .await;
+    assert_eq!(launched.status, 303, "{}", launched.text());
+    let location = launched.location.unwrap();
+    assert!(location.starts_with("http://127.0.0.1:9/launch?"), "{location}");
+    assert_eq!(query_param(&location, "iss").as_deref(), Some(fhir_base.as_str()));
+    let launch = query_param(&location, "launch").unwrap();
+
+    let authorize = |launch: String| {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, _) = client
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(["launch", "openid", "fhirUser", "patient/*.rs"].map(|s| Scope::new(s.into())))
+            .add_extra_param("aud", &fhir_base)
+            .add_extra_param("launch", launch)
+            .set_pkce_challenge(challenge)
+            .url();
+        (url.to_string(), verifier)
+    };
+    let (url, verifier) = authorize(launch.clone());
+    let consent = staff.get(&url).await;
+    assert_eq!(consent.status, 200, "{}", consent.text());
+    assert!(
+        consent
+            .text()
+            .contains(&format!("Open Lab Feed for Patient/{patient}?")),
+        "{}",
+        consent.text()
+    );
+    let answer = staff
+        .submit(&consent, "/oauth/authorize", &[("decision", "allow")])
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    let code = query_param(answer.location.as_deref().unwrap(), "code").expect("code");
+    let token = client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier)
+        .request_async(&http())
+        .await
+        .unwrap();
+    assert_eq!(token.extra_fields().patient.as_deref(), Some(patient.as_str()));
+    let payload = token
+        .extra_fields()
+        .id_token
+        .as_deref()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    use base64::Engine as _;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        claims["fhirUser"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{fhir_base}/Practitioner/")),
+        "{claims}"
+    );
+    let found: Value = fhir_client(token.access_token().secret())
+        .get(format!("{fhir_base}/Observation"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let texts: Vec<&str> = found["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["code"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["his"], "the launch patient's record only");
+
+    // A launch is short-lived.
+    let page = staff.get("/staff").await;
+    let launched = staff
+        .submit(
+            &page,
+            "/staff/launch",
+            &[("patient", &patient), ("client_id", client_id)],
+        )
+        .await;
+    let late = query_param(launched.location.as_deref().unwrap(), "launch").unwrap();
+    app.state.clock.advance(6 * 60_000);
+    let (url, _) = authorize(late);
+    let refused = staff.get(&url).await;
+    assert_eq!(
+        query_param(refused.location.as_deref().unwrap(), "error").as_deref(),
+        Some("invalid_request")
+    );
+}

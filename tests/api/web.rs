@@ -12,6 +12,7 @@ pub struct Web {
 
 pub struct Page {
     pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
     pub location: Option<String>,
     pub set_cookies: Vec<String>,
     pub body: String,
@@ -107,6 +108,7 @@ impl Web {
 
     async fn finish(&mut self, response: reqwest::Response) -> Page {
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let location = response
             .headers()
             .get("location")
@@ -130,6 +132,7 @@ impl Web {
         }
         Page {
             status,
+            headers,
             location,
             set_cookies,
             body: response.text().await.unwrap_or_default(),

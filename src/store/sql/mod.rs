@@ -19,7 +19,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row as _};
 
 use super::accounts::{Account, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose};
-use super::oauth::{ClientRow, CodeRow, ConnectedApp, TokenRow};
+use super::oauth::{ClientRow, CodeRow, ConnectedApp, LaunchRow, TokenRow};
 use super::{
     AccountKey, CLINICAL_DATE_PARAMS, CompartmentFilter, Head, HistoryQuery, Query, Row, SharedStore, Store,
     VersionWrite,
@@ -582,5 +582,17 @@ impl Store for SqlStore {
 
     async fn revoke_app(&self, account_id: &str, client_id: &str, now: i64) -> Result<()> {
         self.revoke_app_rows(account_id, client_id, now).await
+    }
+
+    async fn launchable_clients(&self) -> Result<Vec<ClientRow>> {
+        self.launchable_client_rows().await
+    }
+
+    async fn save_launch(&self, launch: &LaunchRow) -> Result<()> {
+        self.save_launch_row(launch).await
+    }
+
+    async fn launch(&self, hash: &str) -> Result<Option<LaunchRow>> {
+        self.launch_row(hash).await
     }
 }

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 
 use super::SqlStore;
 use crate::error::Result;
-use crate::store::oauth::{ClientRow, CodeRow, ConnectedApp, TokenRow};
+use crate::store::oauth::{ClientRow, CodeRow, ConnectedApp, LaunchRow, TokenRow};
 
 const CLIENT_COLUMNS: &str = "id, name, kind, secret_hash, jwks, jwks_url, redirect_uris, launch_url, scope, created";
 const CODE_COLUMNS: &str = "hash, client_id, account_id, patient, scope, redirect_uri, code_challenge, nonce, grant_id, created, expires, used";
@@ -252,5 +252,51 @@ impl SqlStore {
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+
+    pub(super) async fn launchable_client_rows(&self) -> Result<Vec<ClientRow>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE launch_url IS NOT NULL ORDER BY name"
+        )))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(client)
+        .collect()
+    }
+
+    pub(super) async fn save_launch_row(&self, l: &LaunchRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oauth_launches (hash, client_id, account_id, patient, created, expires) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(l.hash.as_str())
+        .bind(l.client_id.as_str())
+        .bind(l.account_id.as_str())
+        .bind(l.patient.as_str())
+        .bind(l.created)
+        .bind(l.expires)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn launch_row(&self, hash: &str) -> Result<Option<LaunchRow>> {
+        let row = sqlx::query(
+            "SELECT hash, client_id, account_id, patient, created, expires FROM oauth_launches WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            Ok(LaunchRow {
+                hash: r.try_get(0)?,
+                client_id: r.try_get(1)?,
+                account_id: r.try_get(2)?,
+                patient: r.try_get(3)?,
+                created: r.try_get(4)?,
+                expires: r.try_get(5)?,
+            })
+        })
+        .transpose()
     }
 }
