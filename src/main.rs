@@ -156,9 +156,7 @@ async fn main() -> anyhow::Result<()> {
                 (_, _, Some(file), _) => ClientAuth::Jwks(
                     std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?,
                 ),
-                (_, _, _, Some(_)) => anyhow::bail!(
-                    "--jwks-url is not supported yet (keys are not fetched over the network); pass --jwks FILE"
-                ),
+                (_, _, _, Some(url)) => ClientAuth::JwksUrl(url),
                 _ => {
                     anyhow::bail!("say how the client authenticates: --public, --secret, --jwks FILE or --jwks-url URL")
                 }

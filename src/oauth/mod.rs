@@ -63,7 +63,14 @@ pub enum ClientAuth {
     Secret,
     /// private_key_jwt with these public keys (a JWKS document).
     Jwks(String),
+    /// private_key_jwt with the keys published at this URL (fetched when needed, cached for five minutes).
+    JwksUrl(String),
 }
+
+/// Fetched key sets are reused this long (and fetched again at once for an unknown `kid`: key rotation).
+const JWKS_CACHE_MS: i64 = 5 * 60_000;
+/// A key set larger than this is not one.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 /// A client to register.
 #[derive(Debug, Clone)]
@@ -92,6 +99,10 @@ pub struct ClientCredentials {
 pub struct OAuth {
     store: SharedStore,
     clock: Clock,
+    /// For `--jwks-url` clients' keys.
+    http: reqwest::Client,
+    /// Fetched key sets by URL, with when they were fetched.
+    jwks_cache: Arc<std::sync::Mutex<std::collections::HashMap<String, (i64, jsonwebtoken::jwk::JwkSet)>>>,
     /// `<base>`: where the `oauth/…` endpoints are.
     base_url: String,
     /// `<base>/fhir`: the audience apps must name, and the ID token issuer.
@@ -114,6 +125,12 @@ impl OAuth {
         OAuth {
             store,
             clock,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+            jwks_cache: Arc::default(),
             base_url: base_url.to_owned(),
             fhir_base: format!("{base_url}/fhir"),
             token_url: format!("{base_url}/oauth/token"),
@@ -159,8 +176,21 @@ impl OAuth {
                 "an app that users authorize needs at least one --redirect-uri".into()
             ));
         }
+        let jwks_url = match &new.auth {
+            ClientAuth::JwksUrl(url) => {
+                let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                    .iter()
+                    .any(|p| url.strip_prefix(p).is_some_and(|rest| rest.starts_with([':', '/'])));
+                if !url.starts_with("https://") && !loopback {
+                    return Err(bad(format!("'{url}' must be an https URL (http only on this machine)")));
+                }
+                Some(url.clone())
+            }
+            _ => None,
+        };
         let (kind, secret, secret_hash, jwks) = match &new.auth {
             ClientAuth::Public => ("public", None, None, None),
+            ClientAuth::JwksUrl(_) => ("jwks", None, None, None),
             ClientAuth::Secret => {
                 let s = secret::token()?;
                 let h = secret::hash(&s);
@@ -181,7 +211,7 @@ impl OAuth {
             kind: kind.to_owned(),
             secret_hash,
             jwks,
-            jwks_url: None,
+            jwks_url,
             redirect_uris: new.redirect_uris,
             launch_url: new.launch_url,
             scope: scopes.to_string(),
@@ -251,8 +281,7 @@ impl OAuth {
             .await?
             .filter(|c| c.kind == "jwks")
             .ok_or_else(|| invalid("the assertion's issuer is not a client registered with keys".into()))?;
-        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(client.jwks.as_deref().unwrap_or("{}"))
-            .map_err(|e| Refusal::from(Error::Store(format!("stored JWKS of {}: {e}", client.id))))?;
+        let set = self.client_keys(&client, header.kid.as_deref()).await?;
         let candidates: Vec<&jsonwebtoken::jwk::Jwk> = match &header.kid {
             Some(kid) => set
                 .keys
@@ -297,6 +326,53 @@ impl OAuth {
             }
         }
         Err(invalid(last))
+    }
+
+    /// The client's public keys: registered with it, or fetched from its JWKS URL (cached; fetched again when
+    /// the cache has no key with `kid`, so a client can rotate keys).
+    async fn client_keys(&self, client: &ClientRow, kid: Option<&str>) -> Result<jsonwebtoken::jwk::JwkSet> {
+        let parse = |text: &str| {
+            serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(text)
+                .map_err(|e| Refusal::new("invalid_client", format!("the client's JWKS is not usable: {e}")))
+        };
+        let Some(url) = &client.jwks_url else {
+            return parse(client.jwks.as_deref().unwrap_or("{}"));
+        };
+        let now = self.clock.now_millis();
+        let has_kid = |set: &jsonwebtoken::jwk::JwkSet| {
+            kid.is_none_or(|k| set.keys.iter().any(|j| j.common.key_id.as_deref() == Some(k)))
+        };
+        if let Ok(cache) = self.jwks_cache.lock()
+            && let Some((at, set)) = cache.get(url)
+            && now - at < JWKS_CACHE_MS
+            && has_kid(set)
+        {
+            return Ok(set.clone());
+        }
+        let unreachable = |e: String| {
+            Refusal::new(
+                "invalid_client",
+                format!("the client's JWKS at {url} could not be fetched: {e}"),
+            )
+        };
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(unreachable(format!("HTTP {}", response.status())));
+        }
+        let body = response.bytes().await.map_err(|e| unreachable(e.to_string()))?;
+        if body.len() > MAX_JWKS_BYTES {
+            return Err(unreachable("too large".into()));
+        }
+        let set = parse(&String::from_utf8_lossy(&body))?;
+        if let Ok(mut cache) = self.jwks_cache.lock() {
+            cache.insert(url.clone(), (now, set.clone()));
+        }
+        Ok(set)
     }
 
     /// client_credentials for a backend service: `system/` scopes within its registration.

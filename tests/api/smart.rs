@@ -326,3 +326,65 @@ async fn backend_services_authenticate_with_the_smart_example_keys() {
         assert_eq!(status, 401, "{alg}: tampered claims");
     }
 }
+
+#[tokio::test]
+async fn backend_service_keys_can_be_fetched_from_its_jwks_url() {
+    let Some(interop) = interop_dir() else { return };
+    let keys = interop.join("smart-keys");
+    let app = spawn_app("sqlite").await;
+    let (key, kid, public) = example_key(&keys, "RS384");
+    // The service publishes its public keys at a URL of its own.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+    let published = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || async move { public }),
+    );
+    tokio::spawn(async move { axum::serve(listener, published).await });
+    let refused = app.command(&[
+        "client",
+        "add",
+        "--name",
+        "bulk",
+        "--jwks-url",
+        "http://elsewhere.example/jwks.json",
+        "--scope",
+        "system/*.rs",
+    ]);
+    assert!(!refused.0, "plain http only on this machine: {}", refused.1);
+    let registered = client_add(
+        &app,
+        &["--name", "bulk", "--jwks-url", &jwks_url, "--scope", "system/*.rs"],
+    );
+    let client_id = registered["client_id"].as_str().unwrap().to_owned();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS384);
+    header.kid = Some(kid);
+    let aud = format!("{}/oauth/token", app.origin);
+    for jti in ["url-1", "url-2"] {
+        let assertion = jsonwebtoken::encode(
+            &header,
+            &json!({"iss": client_id, "sub": client_id, "aud": aud, "exp": now + 240, "jti": jti}),
+            &key,
+        )
+        .unwrap();
+        let (status, _, body) = token_request(
+            &app,
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &assertion),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{jti}: {body}");
+        assert_eq!(body["scope"], "system/*.rs");
+    }
+}
