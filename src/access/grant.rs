@@ -106,6 +106,19 @@ impl Grant {
     }
 }
 
+/// Types that hold no patient's data (no patient compartment has them) but that records refer to: who
+/// treated the patient, where, with what.
+pub const DIRECTORY_TYPES: &[&str] = &[
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "Medication",
+    "HealthcareService",
+    "Endpoint",
+    "Substance",
+];
+
 /// May `actor` do `action` on resources of type `rtype`? On success the grant says on which patients.
 pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
     let mut filter = None;
@@ -128,6 +141,12 @@ pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
             });
             patients
         }
+    };
+    // The practice's directory holds no patient's data: whoever may read at all may read all of it.
+    let patients = if !action.writes() && DIRECTORY_TYPES.contains(&rtype) {
+        None
+    } else {
+        patients
     };
     Ok(Grant {
         actor: actor.clone(),
@@ -214,6 +233,11 @@ mod tests {
         assert!(!grant.covers(&[]));
         assert!(!grant.covers(&["a".into(), "b".into()]));
         assert!(authorize(&actor, Action::Create, "Observation").is_err());
+        assert_eq!(
+            authorize(&actor, Action::Read, "Practitioner").unwrap().patients(),
+            None
+        );
+        assert!(authorize(&actor, Action::Update, "Practitioner").is_err());
         assert!(
             authorize(&Actor::system("t"), Action::Delete, "Patient")
                 .unwrap()

@@ -7,4 +7,4 @@ pub mod audit;
 mod grant;
 
 pub use actor::Actor;
-pub use grant::{Action, Grant, ScopeFilter, authorize, readable_types};
+pub use grant::{Action, DIRECTORY_TYPES, Grant, ScopeFilter, authorize, readable_types};

@@ -250,17 +250,23 @@ impl Records {
             .iter()
             .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
             .flat_map(|v| extract::references(&v, &self.base))
-            .filter(|(t, _)| SHARED_TYPES.contains(&t.as_str()))
+            .filter(|(t, _)| access::DIRECTORY_TYPES.contains(&t.as_str()))
             .collect();
         refs.sort();
         refs.dedup();
-        let referenced: Vec<Stored> = self
-            .store
-            .read_many(&grant, &refs)
-            .await?
-            .into_iter()
-            .map(Self::to_stored)
-            .collect::<Result<_>>()?;
+        let mut referenced: Vec<Stored> = Vec::new();
+        for t in access::DIRECTORY_TYPES {
+            let of_type: Vec<(String, String)> = refs.iter().filter(|(rt, _)| rt == t).cloned().collect();
+            if of_type.is_empty() {
+                continue;
+            }
+            let Some(type_grant) = self.optional_grant(actor, Action::Read, t)? else {
+                continue;
+            };
+            for row in self.store.read_many(&type_grant, &of_type).await? {
+                referenced.push(Self::to_stored(row)?);
+            }
+        }
         let mut audited = stored.clone();
         audited.extend(referenced.iter().cloned());
         self.audit_read(&grant, "operation", &audited, None).await?;
@@ -275,18 +281,6 @@ impl Records {
         Ok(bundle::everything(&self.base, &page, &stored, &referenced))
     }
 }
-
-/// Types that hold no patient's data but that records refer to; `$everything` includes the ones referenced.
-const SHARED_TYPES: &[&str] = &[
-    "Practitioner",
-    "PractitionerRole",
-    "Organization",
-    "Location",
-    "Medication",
-    "HealthcareService",
-    "Endpoint",
-    "Substance",
-];
 
 /// `_since`: an instant (or, leniently, a date) as epoch milliseconds.
 fn since(k: &str, v: &str) -> Result<i64> {

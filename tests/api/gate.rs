@@ -40,6 +40,24 @@ async fn a_patient_actor_reaches_only_their_own_compartment() {
         let shared = app.create(lab(&b, &a)).await;
         let records = &app.state.records;
         let alice = Actor::Patient { patient_id: a.clone() };
+        // The practice directory (who treated whom) is readable by a patient; it holds no patient's data.
+        let doctor = app
+            .create(json!({"resourceType": "Practitioner", "name": [{"family": "Okafor"}]}))
+            .await;
+        assert!(records.read(&alice, "Practitioner", &doctor).await.is_ok(), "{engine}");
+        assert!(
+            records
+                .update(
+                    &alice,
+                    "Practitioner",
+                    &doctor,
+                    &json!({"resourceType": "Practitioner", "id": doctor}).to_string(),
+                    None
+                )
+                .await
+                .is_err(),
+            "{engine}"
+        );
 
         let mut visible = a_obs.clone();
         visible.push(shared.clone());
