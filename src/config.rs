@@ -5,6 +5,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// One link of the portal's Resources tab.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceLink {
+    pub name: String,
+    pub url: String,
+    pub description: String,
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -21,6 +30,8 @@ pub struct Config {
     /// The practice's name, shown in the portal header and in every email.
     pub practice_name: String,
     pub demo: bool,
+    /// The Resources tab (TOML `[[resources]]` with name, url, description).
+    pub resources: Vec<ResourceLink>,
     pub log_json: bool,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
@@ -40,12 +51,38 @@ impl Default for Config {
             practice_name: "CareSpace Demo Practice".into(),
             signing_key: PathBuf::new(),
             demo: false,
+            resources: default_resources(),
             log_json: false,
             max_body_bytes: 16 * 1024 * 1024,
             default_count: 50,
             max_count: 1000,
         }
     }
+}
+
+fn default_resources() -> Vec<ResourceLink> {
+    let link = |name: &str, url: &str, description: &str| ResourceLink {
+        name: name.into(),
+        url: url.into(),
+        description: description.into(),
+    };
+    vec![
+        link(
+            "National Cancer Institute",
+            "https://www.cancer.gov/",
+            "The U.S. government's cancer research agency: reliable information on cancer types, treatment, clinical trials and coping.",
+        ),
+        link(
+            "American Cancer Society",
+            "https://www.cancer.org/",
+            "Information, support programs and a 24/7 helpline (1-800-227-2345) for people with cancer and their families.",
+        ),
+        link(
+            "CancerCare",
+            "https://www.cancercare.org/",
+            "Free professional support: counseling, support groups, education and financial assistance.",
+        ),
+    ]
 }
 
 impl std::fmt::Debug for Config {

@@ -4,11 +4,13 @@
 //! CSRF token that must equal the `carespace_csrf` cookie; every page is `no-store` and framed by nobody.
 
 mod connected_apps;
-mod home;
+mod documents;
+mod health;
 mod login;
 mod register;
 pub mod render;
 mod reset;
+mod resources;
 mod staff;
 
 use std::net::SocketAddr;
@@ -32,7 +34,10 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 
 pub fn router(state: &AppState) -> Router<AppState> {
     let pages = Router::new()
-        .route("/", get(home::show))
+        .route("/", get(health::show))
+        .route("/documents", get(documents::list))
+        .route("/documents/{id}", get(documents::open))
+        .route("/resources", get(resources::show))
         .route("/login", get(login::show_patient).post(login::submit_patient))
         .route("/logout", post(login::sign_out))
         .route("/register", get(register::show).post(register::submit))

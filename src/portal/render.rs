@@ -23,7 +23,18 @@ pub struct Chrome<'a> {
     pub csrf: &'a str,
 }
 
+/// The patient's tabs: label and path.
+const TABS: &[(&str, &str)] = &[("Health", "/"), ("Resources", "/resources")];
+
 pub fn page(chrome: &Chrome<'_>, title: &str, body: Markup) -> Markup {
+    page_in_tab(chrome, "", title, body)
+}
+
+/// A page under one of the patient's tabs (`tab` is its label; marked as the current one).
+pub fn page_in_tab(chrome: &Chrome<'_>, tab: &str, title: &str, body: Markup) -> Markup {
+    let patient = chrome
+        .user
+        .is_some_and(|u| u.kind == crate::store::accounts::AccountKind::Patient);
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -37,6 +48,13 @@ pub fn page(chrome: &Chrome<'_>, title: &str, body: Markup) -> Markup {
             body {
                 header.site {
                     a.practice href="/" { (chrome.practice) }
+                    @if patient {
+                        nav.tabs aria-label="Sections" {
+                            @for (label, href) in TABS {
+                                a href=(href) aria-current=[(*label == tab).then_some("page")] { (label) }
+                            }
+                        }
+                    }
                     @if let Some(user) = chrome.user {
                         details.user-menu {
                             summary { (user.display_name) }

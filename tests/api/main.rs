@@ -6,6 +6,7 @@ mod backup;
 mod browser;
 mod durability;
 mod gate;
+mod health;
 mod helpers;
 mod interop;
 mod rest;

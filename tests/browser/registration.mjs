@@ -82,7 +82,8 @@ try {
   await page.getByLabel("Password").fill(password);
   await page.getByLabel("Date of birth").fill(patient.birthDate);
   await page.getByRole("button", { name: "Log in" }).click();
-  await page.getByRole("heading", { name: `Welcome, ${patient.name}` }).waitFor();
+  await page.getByRole("heading", { name: "Health", exact: true }).waitFor();
+  await page.getByText(patient.name, { exact: true }).waitFor();
 
   // Log out from the menu under the name in the upper-right corner.
   await page.getByText(patient.name, { exact: true }).click();
