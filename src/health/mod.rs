@@ -1,6 +1,8 @@
 //! What the portal's Health tab shows, read through the gate as the signed-in person: lab results grouped by
 //! test (latest first, with history and panels), and documents with their attachments. Knows FHIR, not HTML.
 
+pub mod export;
+
 use std::collections::BTreeMap;
 
 use base64::Engine as _;

@@ -181,6 +181,10 @@ pub async fn show(State(state): State<AppState>, visitor: Visitor) -> Response {
             "Health",
             "Health",
             html! {
+                nav.actions aria-label="Your whole record" {
+                    a.button href="/download" download { "Download" }
+                    a.button href="/summary" { "View" }
+                }
                 section aria-labelledby="labs" {
                     h2 #labs { "Lab results" }
                     @if labs.is_empty() {

@@ -5,6 +5,7 @@
 
 mod connected_apps;
 mod documents;
+mod download;
 mod health;
 mod login;
 mod register;
@@ -38,6 +39,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/documents", get(documents::list))
         .route("/documents/{id}", get(documents::open))
         .route("/resources", get(resources::show))
+        .route("/download", get(download::download))
+        .route("/summary", get(download::view))
         .route("/login", get(login::show_patient).post(login::submit_patient))
         .route("/logout", post(login::sign_out))
         .route("/register", get(register::show).post(register::submit))

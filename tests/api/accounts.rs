@@ -232,7 +232,11 @@ async fn invitation_registration_login_and_logout() {
         );
         let home = web.get("/").await;
         assert_eq!(home.status, 200);
-        assert!(home.text().contains("Health") && home.text().contains("Pat Rivera"), "{}", home.text());
+        assert!(
+            home.text().contains("Health") && home.text().contains("Pat Rivera"),
+            "{}",
+            home.text()
+        );
         let stolen = web.cookies.clone();
 
         // Logout ends the session on the server: the old cookie opens nothing.

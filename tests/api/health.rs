@@ -155,6 +155,71 @@ async fn a_patient_sees_their_labs_and_documents_and_nobody_elses() {
     for name in ["National Cancer Institute", "American Cancer Society", "CancerCare"] {
         assert!(resources.contains(name), "{name}");
     }
+    // Download: a zip with the whole record as a Bundle, NDJSON per type, every document file, a summary.
+    let (status, kind, bytes) = web.get_bytes("/download").await;
+    assert_eq!((status, kind.as_str()), (200, "application/zip"));
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+    let files = zip
+        .file_names()
+        .filter(|n| n.as_ref().is_ok_and(|n| n.starts_with("documents/")))
+        .count();
+    assert_eq!(files, 8, "every document's file");
+    let mut read = |name: &str| {
+        use std::io::Read as _;
+        let mut text = String::new();
+        zip.by_name(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let bundle: serde_json::Value = serde_json::from_str(&read("record/everything.json")).expect("the Bundle parses");
+    let in_zip: std::collections::BTreeSet<String> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str().unwrap(),
+                e["resource"]["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let (_, everything) = app.get(&format!("Patient/{a}/$everything?_count=1000")).await;
+    for e in everything["entry"].as_array().unwrap() {
+        let r = format!(
+            "{}/{}",
+            e["resource"]["resourceType"].as_str().unwrap(),
+            e["resource"]["id"].as_str().unwrap()
+        );
+        assert!(in_zip.contains(&r), "{r} missing from the download");
+    }
+    assert!(!in_zip.iter().any(|r| r.contains(&b)), "nothing of the other patient");
+    // Every resource parses back through the server's own validation (as a new resource).
+    for e in bundle["entry"].as_array().unwrap() {
+        let mut resource = e["resource"].clone();
+        resource.as_object_mut().unwrap().remove("meta");
+        let rtype = resource["resourceType"].as_str().unwrap().to_owned();
+        if rtype == "Patient" || rtype == "AuditEvent" {
+            continue;
+        }
+        let (status, _, outcome) = app.post(&rtype, &resource).await;
+        assert_eq!(status, 201, "{rtype}: {outcome}");
+    }
+    assert_eq!(read("record/Observation.ndjson").lines().count(), 3);
+    assert_eq!(read("record/DocumentReference.ndjson").lines().count(), 8);
+
+    let summary = read("summary.html");
+    assert!(
+        summary.contains("Hemoglobin") && summary.contains("Pat Amsel") && summary.contains("12.7 g/dL"),
+        "{summary}"
+    );
+    let view = web.get("/summary").await.text();
+    assert!(
+        view.contains("Health record summary") && view.contains("12.7 g/dL") && !view.contains("16.4"),
+        "{view}"
+    );
     // The views were audited as the patient.
     let (_, events) = app.get(&format!("AuditEvent?patient={a}&_count=500")).await;
     let by_patient = events["entry"]

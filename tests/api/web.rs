@@ -158,6 +158,25 @@ impl Web {
         self.finish(r).await
     }
 
+    /// GETs `path` and returns the status, content type and raw bytes (downloads).
+    pub async fn get_bytes(&mut self, path: &str) -> (u16, String, Vec<u8>) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status().as_u16();
+        let kind = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        (status, kind, r.bytes().await.expect("body").to_vec())
+    }
+
     /// Posts `fields` to `action` as a form, raw (the caller adds `csrf` or leaves it out).
     pub async fn post_raw(&mut self, action: &str, fields: &[(&str, &str)]) -> Page {
         let body: String = form_urlencoded::Serializer::new(String::new())

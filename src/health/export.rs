@@ -1,0 +1,259 @@
+//! "Download": the patient's whole record as a zip, written entry by entry to any `Write` (the portal streams
+//! it to the browser), never held whole in memory: `record/everything.json` (the `$everything` resources as a
+//! collection Bundle), `record/<Type>.ndjson` per resource type, every document's file under `documents/`, and
+//! `summary.html` (demographics, labs, documents) — the same summary the "View" page shows.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use maud::{DOCTYPE, Markup, html};
+use serde_json::Value;
+use zip::write::SimpleFileOptions;
+
+use super::{DocumentSummary, LabTest};
+use crate::access::{self, Actor};
+use crate::error::{Error, Result};
+use crate::records::Records;
+
+/// Resources fetched per `$everything` page.
+const PAGE: i64 = 200;
+
+fn zip_error(e: impl std::fmt::Display) -> Error {
+    Error::Store(format!("writing the download failed: {e}"))
+}
+
+/// One `$everything` page: its resources.
+async fn page(records: &Records, actor: &Actor, patient: &str, offset: i64, kind: Option<&str>) -> Result<Vec<Value>> {
+    let mut params = vec![
+        ("_count".to_owned(), PAGE.to_string()),
+        ("_offset".to_owned(), offset.to_string()),
+    ];
+    if let Some(k) = kind {
+        params.push(("_type".to_owned(), k.to_owned()));
+    }
+    let bundle: Value = serde_json::from_str(&records.everything(actor, patient, &params).await?)
+        .map_err(|e| Error::Store(e.to_string()))?;
+    Ok(bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["resource"].clone())
+        .collect())
+}
+
+/// A file name from a title: letters, digits, dashes; never a path.
+fn file_name(title: &str) -> String {
+    let cleaned: String = title
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c == '-' { c } else { '-' })
+        .collect();
+    let trimmed = cleaned.trim_matches('-');
+    if trimmed.is_empty() {
+        "document".to_owned()
+    } else {
+        trimmed.chars().take(80).collect()
+    }
+}
+
+fn extension(content_type: &str) -> &'static str {
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "application/pdf" => "pdf",
+        "text/plain" => "txt",
+        "text/html" => "html",
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "application/json" | "application/fhir+json" => "json",
+        "application/xml" | "text/xml" => "xml",
+        _ => "bin",
+    }
+}
+
+/// The human-readable summary: demographics, the latest of each lab test, and the documents.
+pub fn summary(patient: &Value, labs: &[LabTest], documents: &[DocumentSummary], practice: &str) -> Markup {
+    let name = &patient["name"][0];
+    let full_name = name["text"].as_str().map(str::to_owned).unwrap_or_else(|| {
+        let given: Vec<&str> = name["given"]
+            .as_array()
+            .map(|g| g.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        format!("{} {}", given.join(" "), name["family"].as_str().unwrap_or(""))
+            .trim()
+            .to_owned()
+    });
+    html! {
+        section.summary {
+            h2 { "Patient" }
+            dl {
+                dt { "Name" } dd { (full_name) }
+                dt { "Date of birth" } dd { (patient["birthDate"].as_str().unwrap_or("")) }
+                @if let Some(g) = patient["gender"].as_str() { dt { "Gender" } dd { (g) } }
+                dt { "Practice" } dd { (practice) }
+            }
+            h2 { "Lab results (latest of each test)" }
+            @if labs.is_empty() { p { "No lab results." } }
+            @else {
+                table {
+                    thead { tr { th { "Test" } th { "Result" } th { "Reference range" } th { "Flag" } th { "Date" } } }
+                    tbody {
+                        @for t in labs {
+                            @let r = &t.results[0];
+                            tr { td { (t.name) } td { (r.value) } td { (r.range) } td { (r.flag.as_deref().unwrap_or("")) } td { (r.date) } }
+                        }
+                    }
+                }
+            }
+            h2 { "Documents" }
+            @if documents.is_empty() { p { "No documents." } }
+            @else {
+                table {
+                    thead { tr { th { "Title" } th { "Type" } th { "Date" } th { "Author" } } }
+                    tbody { @for d in documents { tr { td { (d.title) } td { (d.kind) } td { (d.date) } td { (d.author) } } } }
+                }
+            }
+        }
+    }
+}
+
+/// Everything the summary needs, read through the gate.
+pub async fn summary_data(
+    records: &Records,
+    actor: &Actor,
+    patient: &str,
+) -> Result<(Value, Vec<LabTest>, Vec<DocumentSummary>)> {
+    let resource: Value = serde_json::from_str(&records.read(actor, "Patient", patient).await?.body)
+        .map_err(|e| Error::Store(e.to_string()))?;
+    let labs = super::labs(records, actor, patient).await?;
+    let mut documents = Vec::new();
+    loop {
+        let (page, total) = super::documents(records, actor, patient, PAGE, documents.len() as i64, None).await?;
+        let done = page.is_empty();
+        documents.extend(page);
+        if done || documents.len() as i64 >= total {
+            break;
+        }
+    }
+    Ok((resource, labs, documents))
+}
+
+/// Writes the zip of the patient's whole record to `out`. Blocking writes: run on a blocking thread (`rt`
+/// runs the reads).
+pub fn write_zip<W: Write>(
+    records: &Records,
+    actor: &Actor,
+    patient: &str,
+    practice: &str,
+    rt: &tokio::runtime::Handle,
+    out: W,
+) -> Result<()> {
+    let mut zip = zip::ZipWriter::new_stream(out);
+    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    // 1. The Bundle, page by page; remember which types and documents there are.
+    zip.start_file("record/everything.json", options).map_err(zip_error)?;
+    zip.write_all(br#"{"resourceType":"Bundle","type":"collection","entry":["#)
+        .map_err(zip_error)?;
+    let mut types: BTreeSet<String> = BTreeSet::new();
+    let mut documents: Vec<String> = Vec::new();
+    // Who treated the patient, where: few, referenced from many pages; kept once, written at the end.
+    let mut directory: Vec<Value> = Vec::new();
+    let mut offset = 0;
+    let mut first = true;
+    let mut entry = |zip: &mut zip::ZipWriter<_>, r: &Value| -> Result<()> {
+        let rtype = r["resourceType"].as_str().unwrap_or("");
+        let entry =
+            serde_json::json!({ "fullUrl": format!("{rtype}/{}", r["id"].as_str().unwrap_or("")), "resource": r });
+        if !first {
+            zip.write_all(b",").map_err(zip_error)?;
+        }
+        first = false;
+        zip.write_all(entry.to_string().as_bytes()).map_err(zip_error)
+    };
+    loop {
+        let resources = rt.block_on(page(records, actor, patient, offset, None))?;
+        let mut in_compartment = 0;
+        for r in &resources {
+            let rtype = r["resourceType"].as_str().unwrap_or("").to_owned();
+            if access::DIRECTORY_TYPES.contains(&rtype.as_str()) {
+                if !directory
+                    .iter()
+                    .any(|d| d["resourceType"] == r["resourceType"] && d["id"] == r["id"])
+                {
+                    directory.push(r.clone());
+                }
+                continue;
+            }
+            in_compartment += 1;
+            if rtype == "DocumentReference" {
+                documents.push(r["id"].as_str().unwrap_or("").to_owned());
+            }
+            entry(&mut zip, r)?;
+            types.insert(rtype);
+        }
+        offset += PAGE;
+        if in_compartment < PAGE {
+            break;
+        }
+    }
+    for r in &directory {
+        entry(&mut zip, r)?;
+    }
+    zip.write_all(b"]}").map_err(zip_error)?;
+    // 2. One NDJSON file per type.
+    let directory_types: BTreeSet<&str> = directory.iter().filter_map(|r| r["resourceType"].as_str()).collect();
+    for rtype in directory_types {
+        zip.start_file(format!("record/{rtype}.ndjson"), options)
+            .map_err(zip_error)?;
+        for r in directory.iter().filter(|r| r["resourceType"] == rtype) {
+            zip.write_all(r.to_string().as_bytes()).map_err(zip_error)?;
+            zip.write_all(b"\n").map_err(zip_error)?;
+        }
+    }
+    for rtype in &types {
+        zip.start_file(format!("record/{rtype}.ndjson"), options)
+            .map_err(zip_error)?;
+        let mut offset = 0;
+        loop {
+            let resources = rt.block_on(page(records, actor, patient, offset, Some(rtype)))?;
+            let of_type: Vec<&Value> = resources
+                .iter()
+                .filter(|r| r["resourceType"] == rtype.as_str())
+                .collect();
+            for r in &of_type {
+                zip.write_all(r.to_string().as_bytes()).map_err(zip_error)?;
+                zip.write_all(b"\n").map_err(zip_error)?;
+            }
+            offset += PAGE;
+            if (of_type.len() as i64) < PAGE {
+                break;
+            }
+        }
+    }
+    // 3. Every document's file.
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    for id in &documents {
+        let Ok(a) = rt.block_on(super::attachment(records, actor, id)) else {
+            continue; // a document without a readable file is still in the Bundle
+        };
+        let base = file_name(&a.title);
+        let mut name = format!("documents/{base}.{}", extension(&a.content_type));
+        let mut n = 2;
+        while !used.insert(name.clone()) {
+            name = format!("documents/{base}-{n}.{}", extension(&a.content_type));
+            n += 1;
+        }
+        zip.start_file(name, options).map_err(zip_error)?;
+        zip.write_all(&a.bytes).map_err(zip_error)?;
+    }
+    // 4. The summary people read.
+    let (resource, labs, docs) = rt.block_on(summary_data(records, actor, patient))?;
+    let page_html = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "Health record summary" } }
+            body { h1 { "Health record summary" } (summary(&resource, &labs, &docs, practice)) }
+        }
+    };
+    zip.start_file("summary.html", options).map_err(zip_error)?;
+    zip.write_all(page_html.into_string().as_bytes()).map_err(zip_error)?;
+    zip.finish().map_err(zip_error)?;
+    Ok(())
+}
