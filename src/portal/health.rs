@@ -92,7 +92,7 @@ fn trend(test: &LabTest) -> Markup {
                 circle.point cx=(format!("{:.1}", x(i))) cy=(format!("{:.1}", y(p.1))) r="3" { title { (p.0.date) ": " (p.0.value) } }
             }
             text x="2" y="12" { (max) }
-            text x="2" y=(h - 4.0) { (min) }
+            text x="2" y=(h - pad) { (min) }
             text x=(pad) y=(h - 4.0) { (points[0].0.date) }
             text x=(w - pad) y=(h - 4.0) text-anchor="end" { (points[points.len() - 1].0.date) }
         }

@@ -142,3 +142,45 @@ async fn the_smart_js_client_completes_a_standalone_launch_and_reads_observation
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_patient_uses_the_health_tab_in_a_browser_with_no_accessibility_violations() {
+    if !browser_ready() {
+        return;
+    }
+    let app = spawn_app("sqlite").await;
+    let mut staff = staff_session(&app).await;
+    let me = registered_patient(&app, &mut staff, "Vidal", "vidal@example.org", "1966-06-16").await;
+    for (value, date) in [(13.1, "2026-02-01"), (11.4, "2026-06-01"), (12.9, "2026-10-01")] {
+        crate::health::hemoglobin(&app, &me, value, date).await;
+    }
+    for n in 0..7 {
+        crate::health::document(
+            &app,
+            &me,
+            n,
+            &format!("2026-0{}-15T09:00:00Z", n + 1),
+            "application/pdf",
+            "JVBERi0xLjQgZGVtbw==",
+            ("11506-3", "Progress note"),
+        )
+        .await;
+    }
+    // Screenshots land where CI keeps its output (target/), not in the source tree.
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    walk(
+        "health.mjs",
+        &[
+            ("BASE_URL", app.origin.clone()),
+            ("PATIENT_EMAIL", "vidal@example.org".into()),
+            ("PATIENT_PASSWORD", PASSWORD.into()),
+            ("PATIENT_BIRTH_DATE", "1966-06-16".into()),
+            ("TEST_NAME", "Hemoglobin".into()),
+            ("LATEST_VALUE", "12.9 g/dL".into()),
+            ("HISTORY_COUNT", "3".into()),
+            ("DOCUMENT_COUNT", "7".into()),
+            ("SCREENSHOT_DIR", shots.display().to_string()),
+        ],
+    )
+    .await;
+}

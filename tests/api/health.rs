@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::accounts::{PASSWORD, login, registered_patient, staff_session};
 use crate::helpers::{TestApp, spawn_app};
 
-async fn hemoglobin(app: &TestApp, patient: &str, value: f64, date: &str) -> String {
+pub async fn hemoglobin(app: &TestApp, patient: &str, value: f64, date: &str) -> String {
     app.create(json!({
         "resourceType": "Observation", "status": "final",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
@@ -20,7 +20,7 @@ async fn hemoglobin(app: &TestApp, patient: &str, value: f64, date: &str) -> Str
     .await
 }
 
-async fn document(
+pub async fn document(
     app: &TestApp,
     patient: &str,
     n: usize,
