@@ -20,16 +20,63 @@ pub struct LinkQuery {
     pub token: String,
 }
 
+/// The form of a single-use link page (registration, password reset).
 #[derive(Deserialize, Default)]
-pub struct RegisterForm {
+pub struct LinkForm {
     #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub birth_date: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub confirm: String,
+}
+
+/// Renders a link page's form for the link's account.
+pub type LinkPage = fn(&AppState, &Visitor, &Account, &LinkForm, &Problems) -> maud::Markup;
+
+/// GET of a link page: its form while the link is open, else why it cannot be used.
+pub async fn show_link(
+    state: &AppState,
+    visitor: &Visitor,
     token: String,
-    #[serde(default)]
-    birth_date: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    confirm: String,
+    purpose: TokenPurpose,
+    page: LinkPage,
+) -> Response {
+    match state.accounts.link(&token, purpose).await {
+        Ok(LinkState::Open(account)) => {
+            let form = LinkForm {
+                token,
+                ..LinkForm::default()
+            };
+            render::respond(
+                StatusCode::OK,
+                page(state, visitor, &account, &form, &Problems::default()),
+            )
+        }
+        Ok(other) => closed_link(state, &other, purpose),
+        Err(e) => render::failure(&e),
+    }
+}
+
+/// A refused link form: the form again with the problems while the link is open, else why it cannot be used.
+pub async fn refused(
+    state: &AppState,
+    visitor: &Visitor,
+    form: &LinkForm,
+    purpose: TokenPurpose,
+    err: Error,
+    page: LinkPage,
+) -> Response {
+    match state.accounts.link(&form.token, purpose).await {
+        Ok(LinkState::Open(account)) if !matches!(err, Error::Gone(_)) => render::respond(
+            render::status_of(&err),
+            page(state, visitor, &account, form, &Problems::of(&err)),
+        ),
+        Ok(link) => closed_link(state, &link, purpose),
+        Err(e) => render::failure(&e),
+    }
 }
 
 /// The page for a link that cannot be used, with what to do instead.
@@ -78,7 +125,7 @@ fn form_page(
     state: &AppState,
     visitor: &Visitor,
     account: &Account,
-    form: &RegisterForm,
+    form: &LinkForm,
     problems: &Problems,
 ) -> maud::Markup {
     let chrome = Chrome {
@@ -104,26 +151,13 @@ fn form_page(
 }
 
 pub async fn show(State(state): State<AppState>, visitor: Visitor, Query(q): Query<LinkQuery>) -> Response {
-    match state.accounts.link(&q.token, TokenPurpose::Invite).await {
-        Ok(LinkState::Open(account)) => {
-            let form = RegisterForm {
-                token: q.token,
-                ..RegisterForm::default()
-            };
-            render::respond(
-                StatusCode::OK,
-                form_page(&state, &visitor, &account, &form, &Problems::default()),
-            )
-        }
-        Ok(other) => closed_link(&state, &other, TokenPurpose::Invite),
-        Err(e) => render::failure(&e),
-    }
+    show_link(&state, &visitor, q.token, TokenPurpose::Invite, form_page).await
 }
 
 pub async fn submit(
     State(state): State<AppState>,
     visitor: Visitor,
-    PortalForm(form): PortalForm<RegisterForm>,
+    PortalForm(form): PortalForm<LinkForm>,
 ) -> Response {
     let result = state
         .accounts
@@ -137,13 +171,6 @@ pub async fn submit(
         .await;
     match result {
         Ok(_) => Redirect::to("/login?registered=1").into_response(),
-        Err(err) => match state.accounts.link(&form.token, TokenPurpose::Invite).await {
-            Ok(LinkState::Open(account)) if !matches!(err, Error::Gone(_)) => render::respond(
-                render::status_of(&err),
-                form_page(&state, &visitor, &account, &form, &Problems::of(&err)),
-            ),
-            Ok(link) => closed_link(&state, &link, TokenPurpose::Invite),
-            Err(e) => render::failure(&e),
-        },
+        Err(err) => refused(&state, &visitor, &form, TokenPurpose::Invite, err, form_page).await,
     }
 }

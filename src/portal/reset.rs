@@ -7,30 +7,17 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::register::{LinkQuery, closed_link};
+use super::register::{LinkForm, LinkQuery, refused, show_link};
 use super::render::{self, Chrome, Field, Problems};
 use super::{PortalForm, Visitor};
 use crate::AppState;
-use crate::accounts::{LinkState, RESET_VALID_MINUTES};
-use crate::error::Error;
+use crate::accounts::RESET_VALID_MINUTES;
 use crate::store::accounts::{Account, AccountKind, TokenPurpose};
 
 #[derive(Deserialize, Default)]
 pub struct RequestForm {
     #[serde(default)]
     email: String,
-}
-
-#[derive(Deserialize, Default)]
-pub struct ResetForm {
-    #[serde(default)]
-    token: String,
-    #[serde(default)]
-    birth_date: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    confirm: String,
 }
 
 fn request_page(state: &AppState, visitor: &Visitor, email: &str, problems: &Problems, sent: bool) -> maud::Markup {
@@ -90,7 +77,7 @@ fn reset_page(
     state: &AppState,
     visitor: &Visitor,
     account: &Account,
-    form: &ResetForm,
+    form: &LinkForm,
     problems: &Problems,
 ) -> maud::Markup {
     let chrome = Chrome {
@@ -118,26 +105,13 @@ fn reset_page(
 }
 
 pub async fn show_reset(State(state): State<AppState>, visitor: Visitor, Query(q): Query<LinkQuery>) -> Response {
-    match state.accounts.link(&q.token, TokenPurpose::Reset).await {
-        Ok(LinkState::Open(account)) => {
-            let form = ResetForm {
-                token: q.token,
-                ..ResetForm::default()
-            };
-            render::respond(
-                StatusCode::OK,
-                reset_page(&state, &visitor, &account, &form, &Problems::default()),
-            )
-        }
-        Ok(other) => closed_link(&state, &other, TokenPurpose::Reset),
-        Err(e) => render::failure(&e),
-    }
+    show_link(&state, &visitor, q.token, TokenPurpose::Reset, reset_page).await
 }
 
 pub async fn submit_reset(
     State(state): State<AppState>,
     visitor: Visitor,
-    PortalForm(form): PortalForm<ResetForm>,
+    PortalForm(form): PortalForm<LinkForm>,
 ) -> Response {
     let result = state
         .accounts
@@ -154,13 +128,6 @@ pub async fn submit_reset(
             AccountKind::Patient => "/login?reset=1",
             AccountKind::Staff => "/staff/login?reset=1",
         }),
-        Err(err) => match state.accounts.link(&form.token, TokenPurpose::Reset).await {
-            Ok(LinkState::Open(account)) if !matches!(err, Error::Gone(_)) => render::respond(
-                render::status_of(&err),
-                reset_page(&state, &visitor, &account, &form, &Problems::of(&err)),
-            ),
-            Ok(link) => closed_link(&state, &link, TokenPurpose::Reset),
-            Err(e) => render::failure(&e),
-        },
+        Err(err) => refused(&state, &visitor, &form, TokenPurpose::Reset, err, reset_page).await,
     }
 }

@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{basic_credentials, no_store, refusal};
 use crate::AppState;
 use crate::oauth::{ClientCredentials, Refusal};
+use crate::store::oauth::ClientRow;
 
 #[derive(Deserialize, Default)]
 pub struct TokenForm {
@@ -73,40 +74,43 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
         }
     }
     .await;
+    answer(result)
+}
+
+/// A token endpoint answer: the JSON, or the RFC 6749 error.
+fn answer(result: Result<serde_json::Value, Refusal>) -> Response {
     match result {
         Ok(answer) => no_store(StatusCode::OK, answer),
         Err(r) => refusal(&r),
     }
+}
+
+/// The `token` form parameter of an authenticated client (introspection, revocation).
+async fn presented(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(ClientRow, String), Refusal> {
+    let form: TokenParam = form(body)?;
+    let client = state
+        .oauth
+        .authenticate(basic_credentials(headers), &form.client)
+        .await?;
+    Ok((client, form.token))
 }
 
 pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = async {
-        let form: TokenParam = form(&body)?;
-        let client = state
-            .oauth
-            .authenticate(basic_credentials(&headers), &form.client)
-            .await?;
-        state.oauth.introspect(&client, &form.token).await
-    }
-    .await;
-    match result {
-        Ok(answer) => no_store(StatusCode::OK, answer),
-        Err(r) => refusal(&r),
-    }
+    answer(
+        async {
+            let (client, token) = presented(&state, &headers, &body).await?;
+            state.oauth.introspect(&client, &token).await
+        }
+        .await,
+    )
 }
 
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = async {
-        let form: TokenParam = form(&body)?;
-        let client = state
-            .oauth
-            .authenticate(basic_credentials(&headers), &form.client)
-            .await?;
-        state.oauth.revoke(&client, &form.token).await
-    }
-    .await;
-    match result {
-        Ok(()) => no_store(StatusCode::OK, json!({})),
-        Err(r) => refusal(&r),
-    }
+    answer(
+        async {
+            let (client, token) = presented(&state, &headers, &body).await?;
+            state.oauth.revoke(&client, &token).await.map(|()| json!({}))
+        }
+        .await,
+    )
 }
