@@ -315,33 +315,9 @@ impl Accounts {
         })
     }
 
-    /// Completes a registration from an invitation link.
-    pub async fn register(
-        &self,
-        token: &str,
-        birth_date: &str,
-        password: &str,
-        confirm: &str,
-        address: &str,
-    ) -> Result<Account> {
-        self.redeem(TokenPurpose::Invite, token, birth_date, password, confirm, address)
-            .await
-    }
-
-    /// Sets a new password from a reset link; every other session of the account ends.
-    pub async fn reset_password(
-        &self,
-        token: &str,
-        birth_date: &str,
-        password: &str,
-        confirm: &str,
-        address: &str,
-    ) -> Result<Account> {
-        self.redeem(TokenPurpose::Reset, token, birth_date, password, confirm, address)
-            .await
-    }
-
-    async fn redeem(
+    /// Uses a single-use link: completes a registration (invitation) or sets a new password (reset; every
+    /// other session and app token of the account ends). The date of birth must match the account's.
+    pub async fn redeem(
         &self,
         purpose: TokenPurpose,
         token: &str,

@@ -33,8 +33,56 @@ pub struct LinkForm {
     pub confirm: String,
 }
 
-/// Renders a link page's form for the link's account.
-pub type LinkPage = fn(&AppState, &Visitor, &Account, &LinkForm, &Problems) -> maud::Markup;
+/// What differs between the link pages: their words and where the form goes.
+pub struct LinkPage {
+    pub title: &'static str,
+    pub action: &'static str,
+    pub button: &'static str,
+    /// The sentence above the form, naming the account.
+    pub intro: fn(&Account) -> maud::Markup,
+}
+
+/// A link page's form: the date of birth (when the account has one), the new password and its confirmation.
+fn link_form(
+    state: &AppState,
+    visitor: &Visitor,
+    account: &Account,
+    form: &LinkForm,
+    problems: &Problems,
+    page: &LinkPage,
+) -> maud::Markup {
+    let chrome = Chrome {
+        practice: &state.config.practice_name,
+        user: None,
+        csrf: &visitor.csrf,
+    };
+    render::page(
+        &chrome,
+        page.title,
+        html! {
+            ((page.intro)(account))
+            (render::general(problems))
+            form.card method="post" action=(page.action) novalidate {
+                input type="hidden" name="csrf" value=(visitor.csrf);
+                input type="hidden" name="token" value=(form.token);
+                @if account.birth_date.is_some() {
+                    (render::field(&Field { label: "Date of birth", name: "birth_date", kind: "date", value: &form.birth_date, autocomplete: "bday", error: problems.field("birth_date") }))
+                }
+                (render::new_password(problems, &form.password))
+                button type="submit" { (page.button) }
+            }
+        },
+    )
+}
+
+const REGISTER: LinkPage = LinkPage {
+    title: "Complete Your Registration",
+    action: "/register",
+    button: "Complete Registration",
+    intro: |account| {
+        html! { p { "Welcome, " (account.display_name) ". Confirm your date of birth and choose a password for " strong { (account.email) } "." } }
+    },
+};
 
 /// GET of a link page: its form while the link is open, else why it cannot be used.
 pub async fn show_link(
@@ -42,7 +90,7 @@ pub async fn show_link(
     visitor: &Visitor,
     token: String,
     purpose: TokenPurpose,
-    page: LinkPage,
+    page: &LinkPage,
 ) -> Response {
     match state.accounts.link(&token, purpose).await {
         Ok(LinkState::Open(account)) => {
@@ -52,7 +100,7 @@ pub async fn show_link(
             };
             render::respond(
                 StatusCode::OK,
-                page(state, visitor, &account, &form, &Problems::default()),
+                link_form(state, visitor, &account, &form, &Problems::default(), page),
             )
         }
         Ok(other) => closed_link(state, &other, purpose),
@@ -60,23 +108,38 @@ pub async fn show_link(
     }
 }
 
-/// A refused link form: the form again with the problems while the link is open, else why it cannot be used.
-pub async fn refused(
+/// POST of a link page: the account the link was redeemed for, or the page to answer with (the form again with
+/// its problems while the link is open, else why it cannot be used).
+pub async fn redeem(
     state: &AppState,
     visitor: &Visitor,
     form: &LinkForm,
     purpose: TokenPurpose,
-    err: Error,
-    page: LinkPage,
-) -> Response {
-    match state.accounts.link(&form.token, purpose).await {
+    page: &LinkPage,
+) -> Result<Account, Box<Response>> {
+    let err = match state
+        .accounts
+        .redeem(
+            purpose,
+            &form.token,
+            &form.birth_date,
+            &form.password,
+            &form.confirm,
+            &visitor.address,
+        )
+        .await
+    {
+        Ok(account) => return Ok(account),
+        Err(err) => err,
+    };
+    Err(Box::new(match state.accounts.link(&form.token, purpose).await {
         Ok(LinkState::Open(account)) if !matches!(err, Error::Gone(_)) => render::respond(
             render::status_of(&err),
-            page(state, visitor, &account, form, &Problems::of(&err)),
+            link_form(state, visitor, &account, form, &Problems::of(&err), page),
         ),
         Ok(link) => closed_link(state, &link, purpose),
         Err(e) => render::failure(&e),
-    }
+    }))
 }
 
 /// The page for a link that cannot be used, with what to do instead.
@@ -121,37 +184,8 @@ pub fn closed_link(state: &AppState, link: &LinkState, purpose: TokenPurpose) ->
     render::message_page(state, status, title, message)
 }
 
-fn form_page(
-    state: &AppState,
-    visitor: &Visitor,
-    account: &Account,
-    form: &LinkForm,
-    problems: &Problems,
-) -> maud::Markup {
-    let chrome = Chrome {
-        practice: &state.config.practice_name,
-        user: None,
-        csrf: &visitor.csrf,
-    };
-    render::page(
-        &chrome,
-        "Complete Your Registration",
-        html! {
-            p { "Welcome, " (account.display_name) ". Confirm your date of birth and choose a password for " strong { (account.email) } "." }
-            (render::general(problems))
-            form.card method="post" action="/register" novalidate {
-                input type="hidden" name="csrf" value=(visitor.csrf);
-                input type="hidden" name="token" value=(form.token);
-                (render::field(&Field { label: "Date of birth", name: "birth_date", kind: "date", value: &form.birth_date, autocomplete: "bday", error: problems.field("birth_date") }))
-                (render::new_password(problems, &form.password))
-                button type="submit" { "Complete Registration" }
-            }
-        },
-    )
-}
-
 pub async fn show(State(state): State<AppState>, visitor: Visitor, Query(q): Query<LinkQuery>) -> Response {
-    show_link(&state, &visitor, q.token, TokenPurpose::Invite, form_page).await
+    show_link(&state, &visitor, q.token, TokenPurpose::Invite, &REGISTER).await
 }
 
 pub async fn submit(
@@ -159,18 +193,8 @@ pub async fn submit(
     visitor: Visitor,
     PortalForm(form): PortalForm<LinkForm>,
 ) -> Response {
-    let result = state
-        .accounts
-        .register(
-            &form.token,
-            &form.birth_date,
-            &form.password,
-            &form.confirm,
-            &visitor.address,
-        )
-        .await;
-    match result {
+    match redeem(&state, &visitor, &form, TokenPurpose::Invite, &REGISTER).await {
         Ok(_) => Redirect::to("/login?registered=1").into_response(),
-        Err(err) => refused(&state, &visitor, &form, TokenPurpose::Invite, err, form_page).await,
+        Err(page) => *page,
     }
 }

@@ -7,12 +7,12 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::register::{LinkForm, LinkQuery, refused, show_link};
+use super::register::{LinkForm, LinkPage, LinkQuery, redeem, show_link};
 use super::render::{self, Chrome, Field, Problems};
 use super::{PortalForm, Visitor};
 use crate::AppState;
 use crate::accounts::RESET_VALID_MINUTES;
-use crate::store::accounts::{Account, AccountKind, TokenPurpose};
+use crate::store::accounts::{AccountKind, TokenPurpose};
 
 #[derive(Deserialize, Default)]
 pub struct RequestForm {
@@ -73,39 +73,17 @@ pub async fn submit_request(
     }
 }
 
-fn reset_page(
-    state: &AppState,
-    visitor: &Visitor,
-    account: &Account,
-    form: &LinkForm,
-    problems: &Problems,
-) -> maud::Markup {
-    let chrome = Chrome {
-        practice: &state.config.practice_name,
-        user: None,
-        csrf: &visitor.csrf,
-    };
-    render::page(
-        &chrome,
-        "Choose a new password",
-        html! {
-            p { "Choose a new password for " strong { (account.email) } ". Signing in anywhere else ends when you do." }
-            (render::general(problems))
-            form.card method="post" action="/reset-password" novalidate {
-                input type="hidden" name="csrf" value=(visitor.csrf);
-                input type="hidden" name="token" value=(form.token);
-                @if account.birth_date.is_some() {
-                    (render::field(&Field { label: "Date of birth", name: "birth_date", kind: "date", value: &form.birth_date, autocomplete: "bday", error: problems.field("birth_date") }))
-                }
-                (render::new_password(problems, &form.password))
-                button type="submit" { "Set new password" }
-            }
-        },
-    )
-}
+const RESET: LinkPage = LinkPage {
+    title: "Choose a new password",
+    action: "/reset-password",
+    button: "Set new password",
+    intro: |account| {
+        html! { p { "Choose a new password for " strong { (account.email) } ". Signing in anywhere else ends when you do." } }
+    },
+};
 
 pub async fn show_reset(State(state): State<AppState>, visitor: Visitor, Query(q): Query<LinkQuery>) -> Response {
-    show_link(&state, &visitor, q.token, TokenPurpose::Reset, reset_page).await
+    show_link(&state, &visitor, q.token, TokenPurpose::Reset, &RESET).await
 }
 
 pub async fn submit_reset(
@@ -113,21 +91,11 @@ pub async fn submit_reset(
     visitor: Visitor,
     PortalForm(form): PortalForm<LinkForm>,
 ) -> Response {
-    let result = state
-        .accounts
-        .reset_password(
-            &form.token,
-            &form.birth_date,
-            &form.password,
-            &form.confirm,
-            &visitor.address,
-        )
-        .await;
-    match result {
+    match redeem(&state, &visitor, &form, TokenPurpose::Reset, &RESET).await {
         Ok(account) => visitor.signed_out_redirect(match account.kind {
             AccountKind::Patient => "/login?reset=1",
             AccountKind::Staff => "/staff/login?reset=1",
         }),
-        Err(err) => refused(&state, &visitor, &form, TokenPurpose::Reset, err, reset_page).await,
+        Err(page) => *page,
     }
 }

@@ -294,20 +294,26 @@ async fn after(state: &AppState, visitor: &Visitor, form: &InviteForm, result: R
     }
 }
 
+/// "Send invitation" (to the address in the form) or "Resend invite" (to the pending invitation's address).
+async fn send_invitation(state: &AppState, visitor: &Visitor, form: &InviteForm, resend: bool) -> Response {
+    let Some((_, actor)) = staff(visitor) else {
+        return to_staff_login();
+    };
+    let address = Some(visitor.address.as_str());
+    let result = if resend {
+        state.accounts.resend(&actor, &form.patient, address).await
+    } else {
+        state.accounts.invite(&actor, &form.patient, &form.email, address).await
+    };
+    after(state, visitor, form, result.map(drop)).await
+}
+
 pub async fn invite(
     State(state): State<AppState>,
     visitor: Visitor,
     PortalForm(form): PortalForm<InviteForm>,
 ) -> Response {
-    let Some((_, actor)) = staff(&visitor) else {
-        return to_staff_login();
-    };
-    let result = state
-        .accounts
-        .invite(&actor, &form.patient, &form.email, Some(&visitor.address))
-        .await
-        .map(drop);
-    after(&state, &visitor, &form, result).await
+    send_invitation(&state, &visitor, &form, false).await
 }
 
 pub async fn resend(
@@ -315,13 +321,5 @@ pub async fn resend(
     visitor: Visitor,
     PortalForm(form): PortalForm<InviteForm>,
 ) -> Response {
-    let Some((_, actor)) = staff(&visitor) else {
-        return to_staff_login();
-    };
-    let result = state
-        .accounts
-        .resend(&actor, &form.patient, Some(&visitor.address))
-        .await
-        .map(drop);
-    after(&state, &visitor, &form, result).await
+    send_invitation(&state, &visitor, &form, true).await
 }

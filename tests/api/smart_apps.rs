@@ -129,6 +129,26 @@ async fn authorize_in_browser(
     (answer.location.unwrap(), text)
 }
 
+async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn status(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> u16 {
+    client.get(url).send().await.unwrap().status().as_u16()
+}
+
+/// The claims of a JWT (its signature is checked elsewhere).
+fn claims_of(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     form_urlencoded::parse(query.as_bytes())
@@ -140,12 +160,7 @@ fn query_param(url: &str, name: &str) -> Option<String> {
 async fn standalone_launch_with_pkce_refresh_and_id_token() {
     let app = spawn_app("sqlite").await;
     let fhir_base = format!("{}/fhir", app.origin);
-    let discovery: Value = reqwest::get(format!("{fhir_base}/.well-known/smart-configuration"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = get_json(&http(), format!("{fhir_base}/.well-known/smart-configuration")).await;
     assert_eq!(
         discovery["authorization_endpoint"],
         format!("{}/oauth/authorize", app.origin)
@@ -219,12 +234,8 @@ async fn standalone_launch_with_pkce_refresh_and_id_token() {
     );
 
     // The ID token verifies against our JWKS and names the patient.
-    let jwks: openidconnect::core::CoreJsonWebKeySet = reqwest::get(discovery["jwks_uri"].as_str().unwrap())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: openidconnect::core::CoreJsonWebKeySet =
+        serde_json::from_value(get_json(&http(), discovery["jwks_uri"].as_str().unwrap()).await).unwrap();
     let verifier = openidconnect::core::CoreIdTokenVerifier::new_public_client(
         openidconnect::ClientId::new(client_id.clone()),
         openidconnect::IssuerUrl::new(fhir_base.clone()).unwrap(),
@@ -233,25 +244,13 @@ async fn standalone_launch_with_pkce_refresh_and_id_token() {
     // The signing key lives in the data folder, so a restart keeps it (and tokens already issued stay valid).
     let reloaded =
         carespace::oauth::keys::SigningKey::load(&app.dir.path().join("oauth-signing-key.pem"), false).unwrap();
-    let published: Value = reqwest::get(discovery["jwks_uri"].as_str().unwrap())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let published: Value = get_json(&http(), discovery["jwks_uri"].as_str().unwrap()).await;
     assert_eq!(published["keys"][0]["kid"], reloaded.kid.as_str());
     let id_token: openidconnect::core::CoreIdToken = token.extra_fields().id_token.as_deref().unwrap().parse().unwrap();
     id_token
         .claims(&verifier, &openidconnect::Nonce::new(nonce.into()))
         .expect("valid ID token");
-    let payload = id_token.to_string().split('.').nth(1).unwrap().to_owned();
-    use base64::Engine as _;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = claims_of(&id_token.to_string());
     assert_eq!(claims["fhirUser"], format!("{fhir_base}/Patient/{me}"));
 
     // The token reaches only this patient's record.
@@ -266,33 +265,10 @@ async fn standalone_launch_with_pkce_refresh_and_id_token() {
             })
             .unwrap_or_default()
     };
-    let mine: Value = fhir
-        .get(format!("{fhir_base}/Observation"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine: Value = get_json(&fhir, format!("{fhir_base}/Observation")).await;
     assert_eq!(texts(&mine), [json!("mine")]);
-    assert_eq!(
-        fhir.get(format!("{fhir_base}/Patient/{me}"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        fhir.get(format!("{fhir_base}/Patient/{other}"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        404
-    );
+    assert_eq!(status(&fhir, format!("{fhir_base}/Patient/{me}")).await, 200);
+    assert_eq!(status(&fhir, format!("{fhir_base}/Patient/{other}")).await, 404);
     let write = fhir
         .post(format!("{fhir_base}/Observation"))
         .header("content-type", "application/fhir+json")
@@ -327,13 +303,11 @@ async fn standalone_launch_with_pkce_refresh_and_id_token() {
         "replay revoked the family"
     );
     assert_eq!(
-        fhir_client(refreshed.access_token().secret())
-            .get(format!("{fhir_base}/Observation"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
+        status(
+            &fhir_client(refreshed.access_token().secret()),
+            format!("{fhir_base}/Observation")
+        )
+        .await,
         401
     );
 
@@ -364,13 +338,11 @@ async fn standalone_launch_with_pkce_refresh_and_id_token() {
             .is_err()
     );
     assert_eq!(
-        fhir_client(token.access_token().secret())
-            .get(format!("{fhir_base}/Observation"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
+        status(
+            &fhir_client(token.access_token().secret()),
+            format!("{fhir_base}/Observation")
+        )
+        .await,
         401
     );
 }
@@ -459,29 +431,13 @@ async fn bad_verifiers_redirects_denials_and_narrowed_consent() {
     let granted: Vec<String> = token.scopes().unwrap().iter().map(|s| s.to_string()).collect();
     assert_eq!(granted, ["launch/patient", "patient/Observation.rs"]);
     let fhir = fhir_client(token.access_token().secret());
-    assert_eq!(
-        fhir.get(format!("{fhir_base}/Observation"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(status(&fhir, format!("{fhir_base}/Observation")).await, 200);
     let comm = fhir.get(format!("{fhir_base}/Communication")).send().await.unwrap();
     assert_eq!(comm.status().as_u16(), 403);
 
     // Expired tokens stop working.
     app.state.clock.advance(3601 * 1000);
-    assert_eq!(
-        fhir.get(format!("{fhir_base}/Observation"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        401
-    );
+    assert_eq!(status(&fhir, format!("{fhir_base}/Observation")).await, 401);
 }
 
 /// A token for `scopes` from a full standalone launch by a patient, for an app registered with exactly them.
@@ -549,8 +505,8 @@ async fn granular_scopes_filter_and_other_types_stay_out_of_reach() {
         }
     };
     let ids = |bundle: &Value| crate::helpers::ids(bundle);
-    let (status, all) = get("Observation".into()).await;
-    assert_eq!(status, 200);
+    let (found, all) = get("Observation".into()).await;
+    assert_eq!(found, 200);
     assert_eq!(ids(&all), std::slice::from_ref(&lab), "only laboratory results");
     assert!(ids(&get("Observation?category=vital-signs".into()).await.1).is_empty());
     assert_eq!(get(format!("Observation/{lab}")).await.0, 200);
@@ -576,14 +532,11 @@ async fn granular_scopes_filter_and_other_types_stay_out_of_reach() {
     )
     .await;
     let fhir = fhir_client(&token);
-    let included: Value = fhir
-        .get(format!("{}/fhir/Observation?_include=Observation:subject", app.origin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let included: Value = get_json(
+        &fhir,
+        format!("{}/fhir/Observation?_include=Observation:subject", app.origin),
+    )
+    .await;
     let types: Vec<&str> = included["entry"]
         .as_array()
         .unwrap()
@@ -592,12 +545,7 @@ async fn granular_scopes_filter_and_other_types_stay_out_of_reach() {
         .collect();
     assert!(types.iter().all(|t| *t == "Observation"), "{types:?}");
     assert_eq!(
-        fhir.get(format!("{}/fhir/Patient/{me}/$everything", app.origin))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
+        status(&fhir, format!("{}/fhir/Patient/{me}/$everything", app.origin)).await,
         403
     );
     let token = patient_token(
@@ -607,14 +555,11 @@ async fn granular_scopes_filter_and_other_types_stay_out_of_reach() {
         "1990-09-09",
     )
     .await;
-    let everything: Value = fhir_client(&token)
-        .get(format!("{}/fhir/Patient/{me}/$everything", app.origin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let everything: Value = get_json(
+        &fhir_client(&token),
+        format!("{}/fhir/Patient/{me}/$everything", app.origin),
+    )
+    .await;
     let mut types: Vec<&str> = everything["entry"]
         .as_array()
         .unwrap()
@@ -644,7 +589,7 @@ async fn removing_a_connected_app_ends_its_access_at_once() {
     .await;
     let fhir = fhir_client(&token);
     let read = format!("{}/fhir/Patient/{me}", app.origin);
-    assert_eq!(fhir.get(&read).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(status(&fhir, &read).await, 200);
 
     let (mut web, _) = crate::accounts::login(&app, "kahn@example.org", PASSWORD, "1970-10-10").await;
     let page = web.get("/connected-apps").await;
@@ -658,7 +603,7 @@ async fn removing_a_connected_app_ends_its_access_at_once() {
             .text()
             .contains("No app has access to your record.")
     );
-    assert_eq!(fhir.get(&read).send().await.unwrap().status().as_u16(), 401);
+    assert_eq!(status(&fhir, &read).await, 401);
 }
 
 #[tokio::test]
@@ -746,22 +691,7 @@ async fn a_staff_member_launches_an_app_for_one_patient() {
         .await
         .unwrap();
     assert_eq!(token.extra_fields().patient.as_deref(), Some(patient.as_str()));
-    let payload = token
-        .extra_fields()
-        .id_token
-        .as_deref()
-        .unwrap()
-        .split('.')
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    use base64::Engine as _;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = claims_of(token.extra_fields().id_token.as_deref().unwrap());
     assert!(
         claims["fhirUser"]
             .as_str()
@@ -769,14 +699,11 @@ async fn a_staff_member_launches_an_app_for_one_patient() {
             .starts_with(&format!("{fhir_base}/Practitioner/")),
         "{claims}"
     );
-    let found: Value = fhir_client(token.access_token().secret())
-        .get(format!("{fhir_base}/Observation"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Value = get_json(
+        &fhir_client(token.access_token().secret()),
+        format!("{fhir_base}/Observation"),
+    )
+    .await;
     let texts: Vec<&str> = found["entry"]
         .as_array()
         .unwrap()
