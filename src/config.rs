@@ -14,6 +14,22 @@ pub struct ResourceLink {
     pub description: String,
 }
 
+/// A category patients choose when they write to the care team (TOML `[[message_categories]]`). Codes are
+/// those of `profiles/CodeSystem-message-category.json`; a new code is added to that CodeSystem at start.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageCategory {
+    pub code: String,
+    pub label: String,
+    /// Offered when composing; a disabled category still names the messages that carry it.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -29,6 +45,10 @@ pub struct Config {
     pub signing_key: PathBuf,
     /// The practice's name, shown in the portal header and in every email.
     pub practice_name: String,
+    /// The id of the Organization that stands for the care team: patients' messages are addressed to it.
+    pub practice_organization: String,
+    /// What patients may write about (TOML `[[message_categories]]` with code, label, enabled).
+    pub message_categories: Vec<MessageCategory>,
     pub demo: bool,
     /// The Resources tab (TOML `[[resources]]` with name, url, description).
     pub resources: Vec<ResourceLink>,
@@ -50,6 +70,8 @@ impl Default for Config {
             mail_from: "CareSpace <no-reply@carespace.invalid>".into(),
             practice_name: "CareSpace Demo Practice".into(),
             signing_key: PathBuf::new(),
+            practice_organization: "practice".into(),
+            message_categories: default_message_categories(),
             demo: false,
             resources: default_resources(),
             log_json: false,
@@ -58,6 +80,18 @@ impl Default for Config {
             max_count: 1000,
         }
     }
+}
+
+fn default_message_categories() -> Vec<MessageCategory> {
+    let category = |code: &str, label: &str| MessageCategory {
+        code: code.into(),
+        label: label.into(),
+        enabled: true,
+    };
+    vec![
+        category("rx-question", "Rx question"),
+        category("health-question", "Health question"),
+    ]
 }
 
 fn default_resources() -> Vec<ResourceLink> {
@@ -102,6 +136,7 @@ impl std::fmt::Debug for Config {
             .field("smtp_url", &self.smtp_url.as_deref().map(mask))
             .field("mail_from", &self.mail_from)
             .field("practice_name", &self.practice_name)
+            .field("practice_organization", &self.practice_organization)
             .field("demo", &self.demo)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
@@ -152,6 +187,9 @@ impl Config {
         if let Some(v) = var("CARESPACE_PRACTICE_NAME") {
             self.practice_name = v;
         }
+        if let Some(v) = var("CARESPACE_PRACTICE_ORGANIZATION") {
+            self.practice_organization = v;
+        }
         if let Some(v) = var("CARESPACE_DEMO") {
             self.demo = flag(v);
         }
@@ -165,6 +203,25 @@ impl Config {
             self.max_count = number("CARESPACE_MAX_COUNT", v)?.max(1);
         }
         self.base_url = self.base_url.trim_end_matches('/').to_owned();
+        if !crate::fhir::parse::valid_id(&self.practice_organization) {
+            return Err(format!(
+                "CARESPACE_PRACTICE_ORGANIZATION must be a FHIR id, not '{}'",
+                self.practice_organization
+            ));
+        }
+        if let Some(c) = self
+            .message_categories
+            .iter()
+            .find(|c| c.code.is_empty() || c.code.contains(char::is_whitespace) || c.label.trim().is_empty())
+        {
+            return Err(format!(
+                "message category '{}' needs a code without spaces and a label",
+                c.code
+            ));
+        }
+        if !self.message_categories.iter().any(|c| c.enabled) {
+            return Err("at least one message category must be enabled".into());
+        }
         Ok(())
     }
 

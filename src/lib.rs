@@ -19,6 +19,7 @@ pub mod fhir_api;
 pub mod health;
 pub mod import;
 pub mod mail;
+pub mod messages;
 pub mod oauth;
 pub mod ops;
 pub mod portal;
@@ -43,6 +44,7 @@ use crate::fhir::params::Registry;
 use crate::fhir::profiles::{self, Profiles};
 use crate::fhir::search::Limits;
 use crate::mail::Mailer;
+use crate::messages::Messages;
 use crate::oauth::OAuth;
 use crate::records::Records;
 use crate::store::SharedStore;
@@ -56,6 +58,7 @@ pub struct AppState {
     pub accounts: Accounts,
     pub oauth: OAuth,
     pub mailer: Mailer,
+    pub messages: Messages,
     pub clock: Clock,
     /// `/fhir/metadata`, made once: it depends only on this build's definitions.
     pub capability_statement: Arc<str>,
@@ -65,7 +68,8 @@ impl AppState {
     /// Opens the store (running migrations) and wires the rooms.
     pub async fn build(config: Config) -> Result<AppState> {
         let store = store::connect(&config.database_url()).await?;
-        let definitions = profiles::embedded().map_err(Error::Store)?;
+        let mut definitions = profiles::embedded().map_err(Error::Store)?;
+        Messages::extend_code_system(&mut definitions, &config.message_categories);
         let registry = Registry::new(&definitions).map_err(Error::Store)?;
         let profiles = Profiles::new(&definitions).map_err(Error::Store)?;
         let clock = Clock::default();
@@ -80,10 +84,12 @@ impl AppState {
             clock.clone(),
             limits,
             config.fhir_base(),
+            config.practice_organization.clone(),
         );
         let capability_statement = fhir_api::capability_statement(&records).to_string().into();
         let mailer = Mailer::new(&config, store.clone(), clock.clone())?;
         let accounts = Accounts::new(&config, store.clone(), records.clone(), mailer.clone(), clock.clone());
+        let messages = Messages::new(records.clone(), &config.message_categories, clock.clone());
         let (key_path, create_key) = config.signing_key_path();
         let key = oauth::keys::SigningKey::load(&key_path, create_key)?;
         let oauth = OAuth::new(store.clone(), clock.clone(), &config.base_url, key);
@@ -94,6 +100,7 @@ impl AppState {
             accounts,
             oauth,
             mailer,
+            messages,
             clock,
             capability_statement,
         })
@@ -153,7 +160,18 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Err(e) = state.messages.ensure_care_team(&state.config.practice_name).await {
+        tracing::error!(error = %e, "the care team's Organization could not be made; patients cannot write to it");
+    }
     state.mailer.spawn_worker();
+    messages::spawn_notifier(
+        &state.records,
+        state.store.clone(),
+        state.mailer.clone(),
+        state.clock.clone(),
+        state.config.practice_name.clone(),
+        state.config.base_url.clone(),
+    );
     let accounts = state.accounts.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(600));

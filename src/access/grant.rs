@@ -125,7 +125,8 @@ pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
     let patients = match actor {
         Actor::System { .. } | Actor::Staff { .. } => None,
         Actor::Patient { patient_id } => {
-            if action.writes() && rtype != "Communication" {
+            // Patients write messages (and record opening them); the message rules live in `records`.
+            if action.writes() && !(rtype == "Communication" && action != Action::Delete) {
                 return Err(Error::Forbidden(format!(
                     "a patient may not {action:?} {rtype} resources"
                 )));
@@ -142,6 +143,9 @@ pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
             patients
         }
     };
+    if patients.is_some() && rtype == "Communication" && action == Action::Delete {
+        return Err(Error::Forbidden("a sent message cannot be deleted".into()));
+    }
     // The practice's directory holds no patient's data: whoever may read at all may read all of it.
     let patients = if !action.writes() && DIRECTORY_TYPES.contains(&rtype) {
         None

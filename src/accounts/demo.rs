@@ -56,7 +56,7 @@ impl Accounts {
                             AccountKind::Staff
                         },
                         person: person.clone(),
-                        display_name: super::display_name(&resource),
+                        display_name: crate::fhir::display_name(&resource),
                         birth_date: resource["birthDate"].as_str().map(str::to_owned),
                         password_hash: Some(password::hash(DEMO_PASSWORD)?),
                         created: now,

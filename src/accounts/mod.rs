@@ -104,22 +104,6 @@ pub struct Accounts {
 pub const SIGN_IN_FAILED: &str = "The email address, password or date of birth is not correct.";
 pub const STAFF_SIGN_IN_FAILED: &str = "The email address or password is not correct.";
 
-/// A FHIR HumanName list as one line for people to read.
-fn display_name(resource: &Value) -> String {
-    let Some(name) = resource["name"].as_array().and_then(|n| n.first()) else {
-        return String::new();
-    };
-    if let Some(text) = name["text"].as_str() {
-        return text.to_owned();
-    }
-    let mut parts: Vec<&str> = name["given"]
-        .as_array()
-        .map(|g| g.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    parts.extend(name["family"].as_str());
-    parts.join(" ")
-}
-
 impl Accounts {
     pub fn new(config: &Config, store: SharedStore, records: Records, mailer: Mailer, clock: Clock) -> Self {
         Accounts {
@@ -234,7 +218,7 @@ impl Accounts {
         let now = self.clock.now_millis();
         let account = Account {
             email: email.as_str().to_owned(),
-            display_name: display_name(&patient),
+            display_name: crate::fhir::display_name(&patient),
             birth_date: Some(birth_date.as_str().to_owned()),
             ..existing.unwrap_or_else(|| Account {
                 id: uuid::Uuid::new_v4().to_string(),

@@ -18,6 +18,29 @@ use serde_json::{Value, json};
 
 use crate::error::Issue;
 
+/// How a person or organization is called, for people to read: the first HumanName's text, else its given
+/// and family names; an Organization's `name` string.
+pub fn display_name(resource: &Value) -> String {
+    if let Some(name) = resource["name"].as_str() {
+        return name.to_owned();
+    }
+    let Some(name) = resource["name"].as_array().and_then(|n| n.first()) else {
+        return String::new();
+    };
+    if let Some(text) = name["text"].as_str() {
+        return text.to_owned();
+    }
+    let mut parts: Vec<&str> = name["prefix"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(name["given"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    parts.extend(name["family"].as_str());
+    parts.join(" ")
+}
+
 /// The content type and decoded bytes of a Binary resource's JSON, for serving it in its native form.
 pub fn binary_content(binary_json: &str) -> Option<(String, Vec<u8>)> {
     use base64::Engine as _;

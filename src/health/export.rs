@@ -70,16 +70,7 @@ fn extension(content_type: &str) -> &'static str {
 
 /// The human-readable summary: demographics, the latest of each lab test, and the documents.
 pub fn summary(patient: &Value, labs: &[LabTest], documents: &[DocumentSummary], practice: &str) -> Markup {
-    let name = &patient["name"][0];
-    let full_name = name["text"].as_str().map(str::to_owned).unwrap_or_else(|| {
-        let given: Vec<&str> = name["given"]
-            .as_array()
-            .map(|g| g.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        format!("{} {}", given.join(" "), name["family"].as_str().unwrap_or(""))
-            .trim()
-            .to_owned()
-    });
+    let full_name = crate::fhir::display_name(patient);
     html! {
         section.summary {
             h2 { "Patient" }

@@ -260,18 +260,7 @@ pub async fn documents(
                     r["id"].as_str().unwrap_or("")
                 ) == reference
             })
-            .map(|r| {
-                let n = &r["name"][0];
-                n["text"].as_str().map(str::to_owned).unwrap_or_else(|| {
-                    let given: Vec<&str> = n["given"]
-                        .as_array()
-                        .map(|g| g.iter().filter_map(Value::as_str).collect())
-                        .unwrap_or_default();
-                    format!("{} {}", given.join(" "), n["family"].as_str().unwrap_or(""))
-                        .trim()
-                        .to_owned()
-                })
-            })
+            .map(crate::fhir::display_name)
     };
     let docs = matched
         .iter()

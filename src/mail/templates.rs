@@ -56,3 +56,16 @@ pub fn password_reset(to: &str, practice: &str, link: &str, valid_minutes: i64) 
         practice,
     )
 }
+
+/// "You have a new message": says only that the care team wrote, and where to read it.
+pub fn new_message(to: &str, practice: &str, link: &str) -> Letter {
+    letter(
+        to,
+        format!("{practice}: You have a new message"),
+        &format!("Your care team at {practice} sent you a secure message in the patient portal."),
+        "Read your message",
+        link,
+        "For your privacy the message itself is not in this email. Sign in to the portal to read and answer it.",
+        practice,
+    )
+}

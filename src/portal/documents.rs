@@ -83,11 +83,7 @@ pub async fn list(State(state): State<AppState>, visitor: Visitor, Query(q): Que
                 }
                 p { (total) " document" @if total != 1 { "s" } }
                 (documents_table(&docs))
-                nav.paging aria-label="Pages" {
-                    @if page > 1 { a href=(link(page - 1)) { "Previous page" } }
-                    span { "Page " (page) " of " (pages) }
-                    @if page < pages { a href=(link(page + 1)) { "Next page" } }
-                }
+                (render::pager(page, pages, link))
                 p { a href="/" { "Back to Health" } }
             },
         ),

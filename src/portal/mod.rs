@@ -8,6 +8,7 @@ mod documents;
 mod download;
 mod health;
 mod login;
+mod messages;
 mod register;
 pub mod render;
 mod reset;
@@ -39,6 +40,17 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/documents", get(documents::list))
         .route("/documents/{id}", get(documents::open))
         .route("/resources", get(resources::show))
+        .route("/messages", get(messages::list))
+        .route("/messages/new", get(messages::new).post(messages::send))
+        .route("/messages/{id}", get(messages::open))
+        .route("/messages/{id}/reply", post(messages::reply))
+        .route("/staff/messages", get(messages::staff_list))
+        .route("/staff/messages/{id}", get(messages::staff_open))
+        .route("/staff/messages/{id}/reply", post(messages::staff_reply))
+        .route(
+            "/staff/patients/{patient}/message",
+            get(messages::staff_new).post(messages::staff_send),
+        )
         .route("/download", get(download::download))
         .route("/summary", get(download::view))
         .route("/login", get(login::show_patient).post(login::submit_patient))

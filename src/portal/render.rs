@@ -24,7 +24,7 @@ pub struct Chrome<'a> {
 }
 
 /// The patient's tabs: label and path.
-const TABS: &[(&str, &str)] = &[("Health", "/"), ("Resources", "/resources")];
+const TABS: &[(&str, &str)] = &[("Health", "/"), ("Messages", "/messages"), ("Resources", "/resources")];
 
 pub fn page(chrome: &Chrome<'_>, title: &str, body: Markup) -> Markup {
     page_in_tab(chrome, "", title, body)
@@ -180,6 +180,19 @@ pub fn new_password(problems: &Problems, typed: &str) -> Markup {
             }
         }
         (field(&Field { label: "Confirm password", name: "confirm", kind: "password", value: "", autocomplete: "new-password", error: problems.field("confirm") }))
+    }
+}
+
+/// "Previous page · Page n of m · Next page" for a paged list; `link` makes a page's address.
+pub fn pager(page: i64, pages: i64, link: impl Fn(i64) -> String) -> Markup {
+    html! {
+        @if pages > 1 {
+            nav.paging aria-label="Pages" {
+                @if page > 1 { a href=(link(page - 1)) rel="prev" { "Previous page" } }
+                span { "Page " (page) " of " (pages) }
+                @if page < pages { a href=(link(page + 1)) rel="next" { "Next page" } }
+            }
+        }
     }
 }
 

@@ -41,7 +41,7 @@ pub struct InviteForm {
 }
 
 /// The staff member's session and actor, if a staff member is signed in.
-fn staff(visitor: &Visitor) -> Option<(&SignedIn, Actor)> {
+pub(super) fn staff(visitor: &Visitor) -> Option<(&SignedIn, Actor)> {
     let s = visitor
         .signed_in
         .as_ref()
@@ -77,15 +77,7 @@ async fn find_patients(state: &AppState, actor: &Actor, name: &str) -> Result<Ve
         .flatten()
         .map(|e| &e["resource"])
         .map(|p| {
-            let name = p["name"][0]["text"].as_str().map(str::to_owned).unwrap_or_else(|| {
-                let given: Vec<&str> = p["name"][0]["given"]
-                    .as_array()
-                    .map(|g| g.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                format!("{} {}", given.join(" "), p["name"][0]["family"].as_str().unwrap_or(""))
-                    .trim()
-                    .to_owned()
-            });
+            let name = crate::fhir::display_name(p);
             let email = p["telecom"]
                 .as_array()
                 .into_iter()
@@ -152,6 +144,9 @@ async fn page(
                 p.notice role="status" { "Invitation email sent for " (p.name) "." }
             }
             (render::general(problems))
+            nav.actions aria-label="Care team" {
+                a.button href="/staff/messages" { "Patient messages" }
+            }
             form.search method="get" action="/staff" {
                 label for="name" { "Patient name" }
                 input id="name" name="name" type="search" value=(q.name);
@@ -163,7 +158,10 @@ async fn page(
                     @for p in &patients {
                         @let invitation = invitations.iter().find(|i| i.account.person == format!("Patient/{}", p.id));
                         tr {
-                            td { (p.name) br; small { "Patient/" (p.id) } }
+                            td {
+                                (p.name) br; small { "Patient/" (p.id) } br;
+                                a href=(format!("/staff/patients/{}/message", p.id)) { "Write a message" }
+                            }
                             td { (p.birth_date) }
                             td { (access_cell(invitation, now)) }
                             td {

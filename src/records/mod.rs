@@ -5,6 +5,7 @@
 mod audit_sink;
 mod audit_trail;
 mod bundle;
+pub mod messages;
 mod read;
 pub mod transaction;
 
@@ -53,6 +54,10 @@ pub struct Records {
     limits: Limits,
     /// The FHIR base URL (`<base>/fhir`), for links and for recognising our own absolute references.
     base: String,
+    /// The id of the practice's Organization (the care team patients write to).
+    practice: String,
+    /// Every Communication created, once committed (the practice's messages are announced by email).
+    messages_sent: tokio::sync::broadcast::Sender<Arc<Stored>>,
 }
 
 /// One write prepared for the store, plus the parsed resource for the audit.
@@ -72,8 +77,11 @@ impl Records {
         clock: Clock,
         limits: Limits,
         base: String,
+        practice: String,
     ) -> Self {
         Records {
+            practice,
+            messages_sent: tokio::sync::broadcast::channel(1024).0,
             audit: AuditSink::start(store.clone()),
             store,
             registry,
@@ -121,6 +129,11 @@ impl Records {
             Ok(req.query.clauses)
         })?;
         Ok(grant)
+    }
+
+    /// Communications created from now on, as they are committed.
+    pub fn subscribe_messages(&self) -> tokio::sync::broadcast::Receiver<Arc<Stored>> {
+        self.messages_sent.subscribe()
     }
 
     pub fn profiles(&self) -> &Profiles {
@@ -173,6 +186,24 @@ impl Records {
                 format!("resourceType {found} does not match the URL's {rtype}"),
             )));
         }
+        // Messages written for a patient follow the portal's rules and always claim its profile.
+        let message = if rtype == "Communication" && grant.patients().is_some() {
+            Some(self.message_rules(grant, id, value).await?)
+        } else {
+            None
+        };
+        let mut profiled = None;
+        if message.is_some()
+            && !value["meta"]["profile"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p == messages::PROFILE))
+        {
+            let mut v = value.clone();
+            let profiles = v["meta"]["profile"].as_array().cloned().unwrap_or_default();
+            v["meta"]["profile"] = Value::Array([profiles, vec![json!(messages::PROFILE)]].concat());
+            profiled = Some(v);
+        }
+        let value = profiled.as_ref().unwrap_or(value);
         let violations = self.profiles.check(rtype, value);
         if !violations.is_empty() {
             return Err(Error::Unprocessable(violations));
@@ -199,7 +230,9 @@ impl Records {
                 }
                 url_id.to_owned()
             }
-            (None, _) => uuid::Uuid::new_v4().to_string(),
+            (None, _) => message
+                .and_then(|m| m.id)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         };
         let head = if body_id.is_some() || expect.is_some() || grant.action() == Action::Update {
             self.store.head(grant, rtype, &id).await?
@@ -268,6 +301,15 @@ impl Records {
         let mut writes: Vec<VersionWrite> = prepared.iter().map(|p| p.write.clone()).collect();
         writes.extend(self.audit_writes(grant, interaction, &touched, None)?);
         self.store.write(grant, writes).await?;
+        if self.messages_sent.receiver_count() > 0 {
+            for p in prepared
+                .iter()
+                .filter(|p| p.created && p.stored.rtype == "Communication")
+            {
+                // Nobody listening (a command-line import) is not an error.
+                let _ = self.messages_sent.send(Arc::new(p.stored.clone()));
+            }
+        }
         Ok(prepared
             .into_iter()
             .map(|p| Written {
@@ -291,7 +333,13 @@ impl Records {
             obj.remove("id");
         }
         let prepared = self.prepare_value(&grant, rtype, None, &value, &raw, None).await?;
-        Ok(self.commit(&grant, "create", vec![prepared]).await?.remove(0))
+        match self.commit(&grant, "create", vec![prepared]).await {
+            // Only a reply's derived id can collide on create: a second reply raced the first.
+            Err(Error::Conflict(_)) => Err(Error::Unprocessable(vec![
+                Issue::new("business-rule", messages::RE_REPLY).at("Communication.inResponseTo"),
+            ])),
+            other => other.map(|mut w| w.remove(0)),
+        }
     }
 
     /// The matches (at most two) of conditional criteria (`If-None-Exist`, conditional update and delete).

@@ -144,7 +144,8 @@ async fn a_patient_actor_reaches_only_their_own_compartment() {
             serde_json::from_str(&records.history(&alice, Some("Observation"), None, &[]).await.unwrap()).unwrap();
         assert_eq!(history["total"], 4, "{engine}");
 
-        // A message between A and B is in both compartments: A may read it but neither rewrite nor delete it.
+        // A message between A and B is in both compartments: A may read it but neither rewrite nor delete it
+        // (a patient's side never changes a sent message, only records once that it was received).
         let message = json!({"resourceType": "Communication", "status": "completed",
             "subject": {"reference": format!("Patient/{a}")}, "recipient": [{"reference": format!("Patient/{b}")}],
             "payload": [{"contentString": "hello"}]});
@@ -161,9 +162,9 @@ async fn a_patient_actor_reaches_only_their_own_compartment() {
         let update = records
             .update(&alice, "Communication", &shared_message, &edited.to_string(), None)
             .await;
-        assert!(matches!(update, Err(Error::NotFound(_))), "{engine}: {update:?}");
+        assert!(matches!(update, Err(Error::Forbidden(_))), "{engine}: {update:?}");
         let delete = records.delete(&alice, "Communication", &shared_message).await;
-        assert!(matches!(delete, Err(Error::NotFound(_))), "{engine}: {delete:?}");
+        assert!(matches!(delete, Err(Error::Forbidden(_))), "{engine}: {delete:?}");
         // Another patient's resource is "not found" even to a conditional update: no version comparison
         // (412 "is at version n") gives its existence away.
         let theirs = app

@@ -9,6 +9,7 @@ mod gate;
 mod health;
 mod helpers;
 mod interop;
+mod messages;
 mod rest;
 mod search;
 mod smart;

@@ -441,7 +441,7 @@ async fn bad_verifiers_redirects_denials_and_narrowed_consent() {
 }
 
 /// A token for `scopes` from a full standalone launch by a patient, for an app registered with exactly them.
-async fn patient_token(app: &TestApp, scopes: &[&str], email: &str, birth_date: &str) -> String {
+pub async fn patient_token(app: &TestApp, scopes: &[&str], email: &str, birth_date: &str) -> String {
     let joined = scopes.join(" ");
     let (ok, out) = app.command(&[
         "client",
