@@ -19,7 +19,7 @@ pub mod fhir_api;
 pub mod health;
 pub mod import;
 pub mod mail;
-pub mod messages;
+pub mod messaging;
 pub mod oauth;
 pub mod ops;
 pub mod portal;
@@ -44,7 +44,7 @@ use crate::fhir::params::Registry;
 use crate::fhir::profiles::{self, Profiles};
 use crate::fhir::search::Limits;
 use crate::mail::Mailer;
-use crate::messages::Messages;
+use crate::messaging::Messages;
 use crate::oauth::OAuth;
 use crate::records::Records;
 use crate::store::SharedStore;
@@ -164,7 +164,7 @@ pub async fn serve(
         tracing::error!(error = %e, "the care team's Organization could not be made; patients cannot write to it");
     }
     state.mailer.spawn_worker();
-    messages::spawn_notifier(
+    messaging::spawn_notifier(
         &state.records,
         state.store.clone(),
         state.mailer.clone(),

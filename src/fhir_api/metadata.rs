@@ -14,6 +14,14 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
     super::fhir_json(StatusCode::OK, state.capability_statement.to_string())
 }
 
+/// What a client acting for a patient must know before writing a portal message.
+const COMMUNICATION_RULES: &str = "Portal messages. Written for a patient (patient or user scopes of a patient), a Communication \
+is checked against the carespace-portal-message profile (stamped when meta.profile lacks it); its sender must be the \
+writer and its recipients the care team, Organization/<practice> among them. inResponseTo may name one Communication \
+from the care team, which the patient's side can answer once; a second reply, or a reply to a reply, is refused with \
+422. A sent message cannot be deleted, and an update may only add `received` to a message addressed to the patient \
+(marking it read). The practice's side (staff, system scopes) is not bound by these rules.";
+
 /// The CapabilityStatement for this build (made once at start); deterministic so the published file can be
 /// compared with it.
 pub fn statement(records: &Records) -> Value {
@@ -50,6 +58,9 @@ pub fn statement(records: &Records) -> Value {
             let profiles = records.profiles().urls_for(rtype);
             if !profiles.is_empty() {
                 r["supportedProfile"] = json!(profiles);
+            }
+            if *rtype == "Communication" {
+                r["documentation"] = json!(COMMUNICATION_RULES);
             }
             if *rtype == "Patient" {
                 r["operation"] = json!([{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }]);

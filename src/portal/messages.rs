@@ -14,7 +14,7 @@ use super::{PortalForm, Visitor};
 use crate::AppState;
 use crate::access::Actor;
 use crate::error::Error;
-use crate::messages::{BODY_MAX, Draft, Message, PAGE, SUBJECT_MAX, Side};
+use crate::messaging::{BODY_MAX, Draft, Message, PAGE, SUBJECT_MAX, Side};
 
 #[derive(Deserialize, Default)]
 pub struct ListQuery {

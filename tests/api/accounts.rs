@@ -6,8 +6,8 @@ use serde_json::json;
 use crate::helpers::{TestApp, engines, spawn_app};
 use crate::web::{Page, Web};
 
-const STAFF_EMAIL: &str = "nurse@practice.example";
-const STAFF_PASSWORD: &str = "Care-Team-42!";
+pub const STAFF_EMAIL: &str = "nurse@practice.example";
+pub const STAFF_PASSWORD: &str = "Care-Team-42!";
 pub const PASSWORD: &str = "Sunny-Day-77!";
 const GENERIC: &str = "The email address, password or date of birth is not correct.";
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::accounts::{PASSWORD, registered_patient, staff_session};
+use crate::accounts::{PASSWORD, STAFF_EMAIL, STAFF_PASSWORD, registered_patient, staff_session};
 use crate::helpers::{say, spawn_app, spawn_app_with_outbox_folder};
 
 fn browser_dir() -> PathBuf {
@@ -179,6 +179,39 @@ async fn a_patient_uses_the_health_tab_in_a_browser_with_no_accessibility_violat
             ("LATEST_VALUE", "12.9 g/dL".into()),
             ("HISTORY_COUNT", "3".into()),
             ("DOCUMENT_COUNT", "7".into()),
+            ("SCREENSHOT_DIR", shots.display().to_string()),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_patient_reads_replies_and_writes_and_the_care_team_sees_both() {
+    if !browser_ready() {
+        return;
+    }
+    let app = spawn_app("sqlite").await;
+    let mut staff = staff_session(&app).await;
+    let me = registered_patient(&app, &mut staff, "Roth", "roth@example.org", "1958-03-03").await;
+    crate::messages::staff_writes(
+        &mut staff,
+        &me,
+        "health-question",
+        "Your scan results",
+        "<script>alert('x')</script> The scan looks normal.",
+    )
+    .await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    walk(
+        "messages.mjs",
+        &[
+            ("BASE_URL", app.origin.clone()),
+            ("PATIENT_EMAIL", "roth@example.org".into()),
+            ("PATIENT_PASSWORD", PASSWORD.into()),
+            ("PATIENT_BIRTH_DATE", "1958-03-03".into()),
+            ("STAFF_EMAIL", STAFF_EMAIL.into()),
+            ("STAFF_PASSWORD", STAFF_PASSWORD.into()),
+            ("SUBJECT", "Your scan results".into()),
             ("SCREENSHOT_DIR", shots.display().to_string()),
         ],
     )

@@ -18,7 +18,7 @@ fn sent_id(done: &Page) -> String {
     to.rsplit('/').next().unwrap().split('#').next().unwrap().to_owned()
 }
 
-async fn staff_writes(staff: &mut Web, patient: &str, category: &str, subject: &str, body: &str) -> String {
+pub async fn staff_writes(staff: &mut Web, patient: &str, category: &str, subject: &str, body: &str) -> String {
     let path = format!("/staff/patients/{patient}/message");
     let form = staff.get(&path).await;
     assert_eq!(form.status, 200, "{}", form.text());

@@ -2,52 +2,21 @@
 // documents then "View All Documents", a PDF, Download, View and Resources. axe-core checks every page for
 // accessibility violations, and each page is photographed at desktop and phone width into SCREENSHOT_DIR.
 // Run by tests/api/browser.rs, which starts the server and passes the details.
-import { chromium } from "playwright-core";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import assert from "node:assert/strict";
+import { check, env, launch, logIn } from "./common.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const base = env("BASE_URL");
 const shots = env("SCREENSHOT_DIR");
-mkdirSync(shots, { recursive: true });
-const axeSource = readFileSync(new URL("./node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
-
-/// No axe violations on the current page, then screenshots at desktop and phone width.
-async function check(page, name) {
-  await page.addScriptTag({ content: axeSource });
-  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ["violations"] }));
-  const found = result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`);
-  assert.deepEqual(found, [], `accessibility violations on ${name}`);
-  for (const [label, width] of [["desktop", 1280], ["phone", 360]]) {
-    await page.setViewportSize({ width, height: 900 });
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    assert.ok(overflow <= 0, `${name} scrolls sideways at ${width} px`);
-    await page.screenshot({ path: join(shots, `${name}-${label}.png`), fullPage: true });
-  }
-  await page.setViewportSize({ width: 1280, height: 900 });
-}
+const browser = await launch();
 
 try {
-  // Our CSP allows no injected script; axe is injected by the test, so the test context bypasses it.
   const context = await browser.newContext({ bypassCSP: true, acceptDownloads: true, viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   await page.goto(`${base}/login`);
   await check(page, "login");
-  await page.getByLabel("Email address").fill(env("PATIENT_EMAIL"));
-  await page.getByLabel("Password").fill(env("PATIENT_PASSWORD"));
-  await page.getByLabel("Date of birth").fill(env("PATIENT_BIRTH_DATE"));
-  await page.getByRole("button", { name: "Log in" }).click();
+  await logIn(page, env("PATIENT_EMAIL"), env("PATIENT_PASSWORD"), env("PATIENT_BIRTH_DATE"));
   await page.getByRole("heading", { name: "Health", exact: true }).waitFor();
 
   // The latest value of each test; one test's history and chart.

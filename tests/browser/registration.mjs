@@ -2,16 +2,11 @@
 // visible labels: the care team invites a patient; the patient opens the "Complete Your Registration" email
 // from the outbox folder, sees the password rules checked live, registers, logs in, and logs out.
 // Run by tests/api/browser.rs, which starts the server and passes its details in the environment.
-import { chromium } from "playwright-core";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import assert from "node:assert/strict";
+import { env, launch, logIn } from "./common.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const base = env("BASE_URL");
 const outbox = env("OUTBOX_DIR");
 const patient = { name: env("PATIENT_NAME"), email: env("PATIENT_EMAIL"), birthDate: env("PATIENT_BIRTH_DATE") };
@@ -34,18 +29,12 @@ async function linkFromEmail(to, prefix) {
   throw new Error(`no email to ${to} with a link to ${prefix}`);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   // The care team sends the invitation from the staff page.
   const staff = await (await browser.newContext()).newPage();
   await staff.goto(`${base}/staff/login`);
-  await staff.getByLabel("Email address").fill(env("STAFF_EMAIL"));
-  await staff.getByLabel("Password").fill(env("STAFF_PASSWORD"));
-  await staff.getByRole("button", { name: "Log in" }).click();
+  await logIn(staff, env("STAFF_EMAIL"), env("STAFF_PASSWORD"));
   await staff.waitForURL(`${base}/staff`);
   await staff.getByLabel(`Email for ${patient.name}`).fill(patient.email);
   await staff.getByRole("button", { name: "Send invitation" }).click();
@@ -78,10 +67,7 @@ try {
   await page.getByText("Your registration is complete").waitFor();
 
   // Log in with email, password and date of birth.
-  await page.getByLabel("Email address").fill(patient.email);
-  await page.getByLabel("Password").fill(password);
-  await page.getByLabel("Date of birth").fill(patient.birthDate);
-  await page.getByRole("button", { name: "Log in" }).click();
+  await logIn(page, patient.email, password, patient.birthDate);
   await page.getByRole("heading", { name: "Health", exact: true }).waitFor();
   await page.getByText(patient.name, { exact: true }).waitFor();
 

@@ -2,16 +2,11 @@
 // standalone launch against CareSpace in Chromium: discovery, PKCE, the portal login and consent page (filled
 // in by label, as a patient would), the code exchange, then reads the patient's Observations.
 // Run by tests/api/browser.rs, which starts the server, registers the app and passes the details.
-import { chromium } from "playwright-core";
 import http from "node:http";
 import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
+import { env, launch, logIn } from "./common.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const base = env("BASE_URL");
 const appPort = Number(env("APP_PORT"));
 const clientId = env("CLIENT_ID");
@@ -40,19 +35,12 @@ const server = http.createServer((req, res) => {
 });
 await new Promise((r) => server.listen(appPort, "127.0.0.1", r));
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await (await browser.newContext()).newPage();
   await page.goto(`http://127.0.0.1:${appPort}/launch.html`);
   await page.getByRole("heading", { name: "Log in" }).waitFor();
-  await page.getByLabel("Email address").fill(env("PATIENT_EMAIL"));
-  await page.getByLabel("Password").fill(env("PATIENT_PASSWORD"));
-  await page.getByLabel("Date of birth").fill(env("PATIENT_BIRTH_DATE"));
-  await page.getByRole("button", { name: "Log in" }).click();
+  await logIn(page, env("PATIENT_EMAIL"), env("PATIENT_PASSWORD"), env("PATIENT_BIRTH_DATE"));
   await page.getByRole("heading", { name: /use your record\?/ }).waitFor();
   await page.getByRole("button", { name: "Allow" }).click();
   await page.waitForURL(`http://127.0.0.1:${appPort}/index.html*`);
