@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod fhir_api;
+pub mod generate;
 pub mod health;
 pub mod import;
 pub mod mail;

@@ -41,6 +41,20 @@ enum Command {
     /// SMART apps and backend services.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Make realistic, deterministic records in volume (benchmarks): into the store, or as Bundles with --out.
+    Generate {
+        #[arg(long)]
+        patients: usize,
+        #[arg(long, default_value_t = 50)]
+        labs_per_patient: usize,
+        #[arg(long, default_value_t = 6)]
+        docs_per_patient: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write transaction Bundles (one file per patient) into this folder instead of the store.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Email a patient the "Complete Your Registration" invitation (again: the old link stops working).
     Invite { patient_id: String, email: String },
 }
@@ -108,6 +122,39 @@ async fn main() -> anyhow::Result<()> {
             }
             tracing::info!(url = %config.base_url, fhir = %config.fhir_base(), engine = state.store.engine(), "CareSpace is listening");
             carespace::serve(listener, state, shutdown_signal()).await?;
+        }
+        Command::Generate {
+            patients,
+            labs_per_patient,
+            docs_per_patient,
+            seed,
+            out,
+        } => {
+            let plan = carespace::generate::Plan {
+                patients,
+                labs_per_patient,
+                docs_per_patient,
+                seed,
+            };
+            let started = std::time::Instant::now();
+            let progress = |done: usize, resources: usize| {
+                use std::io::Write as _;
+                let rate = resources as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                eprint!("\r{done}/{patients} patients, {resources} resources ({rate:.0}/s)   ");
+                let _ = std::io::stderr().flush();
+            };
+            let written = match &out {
+                Some(dir) => carespace::generate::into_folder(dir, &plan, progress)?,
+                None => {
+                    let state = AppState::build(config).await?;
+                    carespace::generate::into_store(&state.records, &plan, progress).await?
+                }
+            };
+            eprintln!();
+            println!(
+                "Generated {patients} patients, {written} resources in {:.1} s.",
+                started.elapsed().as_secs_f64()
+            );
         }
         Command::Import { paths } => {
             let state = AppState::build(config).await?;

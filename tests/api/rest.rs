@@ -405,3 +405,34 @@ async fn pathological_requests_get_clear_refusals() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[tokio::test]
+async fn generated_records_are_realistic_and_searchable() {
+    let app = spawn_app("sqlite").await;
+    let args = [
+        "generate",
+        "--patients",
+        "2",
+        "--labs-per-patient",
+        "30",
+        "--docs-per-patient",
+        "4",
+        "--seed",
+        "9",
+    ];
+    let (ok, out) = app.command(&args);
+    assert!(ok && out.contains("2 patients"), "{out}");
+    let (status, labs) = app
+        .get("Observation?patient=g9-p1&category=laboratory&_sort=-date&_count=50")
+        .await;
+    assert_eq!((status, labs["total"].as_i64()), (200, Some(30)), "{labs}");
+    assert!(labs["entry"][0]["resource"]["referenceRange"][0]["low"]["value"].is_number());
+    let (_, docs) = app.get("DocumentReference?patient=g9-p1&_sort=-date&_count=6").await;
+    assert_eq!(docs["total"], 4);
+    let (_, panels) = app.get("DiagnosticReport?patient=g9-p0").await;
+    assert_eq!(panels["total"], 8, "30 results in panels of four");
+    // The same numbers again write the same records (new versions, nothing added).
+    assert!(app.command(&args).0);
+    let (_, again) = app.get("Observation?patient=g9-p1&_summary=count").await;
+    assert_eq!(again["total"], 30);
+}
