@@ -274,6 +274,13 @@ fn print_demo_logins(config: &Config, logins: &[carespace::accounts::demo::DemoL
                 l.birth_date.as_deref().unwrap_or("?"),
                 l.name
             ),
+            (AccountKind::Proxy, _) => println!(
+                "  family     {}/login  {}  date of birth {}  ({})",
+                config.base_url,
+                l.email,
+                l.birth_date.as_deref().unwrap_or("?"),
+                l.name
+            ),
             (AccountKind::Patient, false) => println!(
                 "  invited    {} ({}): the \"Complete Your Registration\" email is in {}",
                 l.email,

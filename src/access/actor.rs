@@ -10,6 +10,9 @@ pub enum Actor {
     System { name: String },
     /// A signed-in patient: their own compartment only.
     Patient { patient_id: String },
+    /// Someone a patient gave access to (friends and family) with that patient's record open: the patient's
+    /// compartment, acting as the RelatedPerson the grant is recorded as.
+    Proxy { related_person: String, patient_id: String },
     /// A signed-in member of the care team: every patient of the practice.
     Staff { practitioner_id: String },
     /// A SMART app or backend service presenting an access token: limited by its scopes.
@@ -32,11 +35,20 @@ impl Actor {
         Actor::System { name: name.to_owned() }
     }
 
+    /// The one patient whose record a person has open: a patient's own, or the one a proxy opened.
+    pub fn record_patient(&self) -> Option<&str> {
+        match self {
+            Actor::Patient { patient_id } | Actor::Proxy { patient_id, .. } => Some(patient_id),
+            _ => None,
+        }
+    }
+
     /// How the actor is named in an AuditEvent agent.
     pub fn audit_name(&self) -> String {
         match self {
             Actor::System { name } => format!("system:{name}"),
             Actor::Patient { patient_id } => format!("Patient/{patient_id}"),
+            Actor::Proxy { related_person, .. } => format!("RelatedPerson/{related_person}"),
             Actor::Staff { practitioner_id } => format!("Practitioner/{practitioner_id}"),
             Actor::App(app) => match &app.user {
                 Some(user) => format!("{user} via client {}", app.client_id),

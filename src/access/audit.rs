@@ -74,6 +74,10 @@ pub enum AccountAction {
     Locked,
     ResetRequested,
     PasswordReset,
+    ProxyGranted,
+    ProxyInviteResent,
+    ProxyAccepted,
+    ProxyRevoked,
 }
 
 impl AccountAction {
@@ -90,6 +94,10 @@ impl AccountAction {
             AccountAction::Locked => (AUTH, "locked", "Sign-in locked after repeated failures"),
             AccountAction::ResetRequested => (ATTRS, "reset-requested", "Password reset requested"),
             AccountAction::PasswordReset => (ATTRS, "password-reset", "Password reset"),
+            AccountAction::ProxyGranted => (ATTRS, "proxy-granted", "Access to the record granted"),
+            AccountAction::ProxyInviteResent => (ATTRS, "proxy-invite-resent", "Access invitation sent again"),
+            AccountAction::ProxyAccepted => (ATTRS, "proxy-accepted", "Access to the record accepted"),
+            AccountAction::ProxyRevoked => (ATTRS, "proxy-revoked", "Access to the record revoked"),
         };
         (t, td, code, display)
     }
@@ -104,6 +112,8 @@ pub struct AccountEvent<'a> {
     pub action: AccountAction,
     pub agent: &'a str,
     pub patient: Option<&'a str>,
+    /// The person given access (`RelatedPerson/x`) when the action concerns a grant: a second agent.
+    pub proxy: Option<&'a str>,
     pub success: bool,
     pub address: Option<&'a str>,
     pub recorded: &'a str,
@@ -126,6 +136,10 @@ pub fn account_event(e: &AccountEvent<'_>) -> Value {
         .map(|p| json!({ "what": { "reference": format!("Patient/{p}") }, "role": role("1", "Patient") }))
         .into_iter()
         .collect();
+    let mut agents = vec![agent];
+    if let Some(proxy) = e.proxy.filter(|p| *p != e.agent) {
+        agents.push(json!({ "who": { "reference": proxy }, "requestor": false }));
+    }
     let mut event = json!({
         "resourceType": "AuditEvent",
         "type": { "system": "http://dicom.nema.org/resources/ontology/DCM", "code": type_code, "display": type_display },
@@ -133,7 +147,7 @@ pub fn account_event(e: &AccountEvent<'_>) -> Value {
         "action": "E",
         "recorded": e.recorded,
         "outcome": if e.success { "0" } else { "4" },
-        "agent": [agent],
+        "agent": agents,
         "source": { "observer": { "display": "CareSpace" } },
     });
     if !entity.is_empty() {

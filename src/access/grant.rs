@@ -124,9 +124,15 @@ pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
     let mut filter = None;
     let patients = match actor {
         Actor::System { .. } | Actor::Staff { .. } => None,
-        Actor::Patient { patient_id } => {
-            // Patients write messages (and record opening them); the message rules live in `records`.
-            if action.writes() && !(rtype == "Communication" && action != Action::Delete) {
+        Actor::Patient { patient_id } | Actor::Proxy { patient_id, .. } => {
+            let writable = match rtype {
+                // Messages (and recording that one was opened); the message rules live in `records`.
+                "Communication" => action != Action::Delete,
+                // Who may see the record is the patient's own decision (`accounts/proxies.rs`).
+                "RelatedPerson" => matches!(actor, Actor::Patient { .. }) && action != Action::Delete,
+                _ => false,
+            };
+            if action.writes() && !writable {
                 return Err(Error::Forbidden(format!(
                     "a patient may not {action:?} {rtype} resources"
                 )));

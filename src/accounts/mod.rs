@@ -6,6 +6,7 @@
 pub mod demo;
 pub mod identity;
 pub mod password;
+pub mod proxies;
 pub mod secret;
 pub mod throttle;
 
@@ -20,7 +21,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mail::{Mailer, templates};
 use crate::records::Records;
-use crate::store::accounts::{Account, AccountKind, AccountToken, Redeem, SessionRow, TokenPurpose};
+use crate::store::accounts::{Account, AccountKind, AccountToken, ProxyGrantRow, Redeem, SessionRow, TokenPurpose};
 use crate::store::{AccountKey, SharedStore};
 
 const MINUTE: i64 = 60_000;
@@ -44,16 +45,31 @@ pub enum LinkState {
     Unknown,
 }
 
-/// A valid session: who is signed in.
+/// A valid session: who is signed in, and whose record they have open when it is not their own.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
     pub account: Account,
+    /// The grant through which another patient's record is open.
+    pub opened: Option<ProxyGrantRow>,
+    /// Whether the person may open more than one record (their own and granted ones).
+    pub can_switch: bool,
     session_hash: String,
 }
 
 impl SignedIn {
+    /// Whether a record is open: the account's own (patients) or one through a grant.
+    pub fn has_record(&self) -> bool {
+        self.opened.is_some() || self.account.kind != AccountKind::Proxy
+    }
+
     /// The actor for the gate.
     pub fn actor(&self) -> Result<Actor> {
+        if let Some(grant) = &self.opened {
+            return Ok(Actor::Proxy {
+                related_person: grant.related_person.clone(),
+                patient_id: grant.patient.clone(),
+            });
+        }
         let (rtype, id) = self
             .account
             .person
@@ -66,6 +82,9 @@ impl SignedIn {
             (AccountKind::Staff, "Practitioner") => Actor::Staff {
                 practitioner_id: id.to_owned(),
             },
+            (AccountKind::Proxy, _) => {
+                return Err(Error::Forbidden("Choose whose record to open first.".into()));
+            }
             _ => {
                 return Err(Error::Store(format!(
                     "account {} stands for {}",
@@ -134,6 +153,7 @@ impl Accounts {
                 action,
                 agent,
                 patient,
+                proxy: None,
                 success,
                 address,
                 recorded: "",
@@ -352,6 +372,7 @@ impl Accounts {
         };
         self.audit(action, &account.person, Self::patient_of(&account), true, Some(address))
             .await?;
+        self.accept_grants(&account, address).await?;
         Ok(account)
     }
 
@@ -374,7 +395,8 @@ impl Accounts {
             .store
             .account(AccountKey::Email(email.as_str()))
             .await?
-            .filter(|a| a.kind == kind);
+            // The patients' door is also the door of those they gave access to.
+            .filter(|a| a.kind == kind || (kind == AccountKind::Patient && a.kind == AccountKind::Proxy));
         // The password is always checked (against a decoy when there is no account) so timing tells nothing.
         let password_ok = password::verify(password, account.as_ref().and_then(|a| a.password_hash.as_deref()));
         let birth_ok = match (&account, &birth_date) {
@@ -402,7 +424,7 @@ impl Accounts {
             }
             return Err(Error::Unauthenticated(
                 match kind {
-                    AccountKind::Patient => SIGN_IN_FAILED,
+                    AccountKind::Patient | AccountKind::Proxy => SIGN_IN_FAILED,
                     AccountKind::Staff => STAFF_SIGN_IN_FAILED,
                 }
                 .into(),
@@ -411,12 +433,20 @@ impl Accounts {
         self.throttle.clear(&account_key).await?;
         let cookie = secret::token()?;
         let now = self.clock.now_millis();
+        self.accept_grants(&account, address).await?;
+        // Someone who is only a proxy starts in the one record they may open, or chooses.
+        let grants = self.open_grants(&account).await?;
+        let patient = match (account.kind, grants.as_slice()) {
+            (AccountKind::Proxy, [only]) => Some(only.patient.clone()),
+            _ => None,
+        };
         self.store
             .create_session(&SessionRow {
                 hash: secret::hash(&cookie),
                 account_id: account.id.clone(),
                 created: now,
                 last_seen: now,
+                patient,
             })
             .await?;
         self.audit(
@@ -444,14 +474,22 @@ impl Accounts {
         if now - row.last_seen >= TOUCH_EVERY_MS {
             self.store.touch_session(&hash, now).await?;
         }
-        Ok(self
-            .store
-            .account(AccountKey::Id(&row.account_id))
-            .await?
-            .map(|account| SignedIn {
-                account,
-                session_hash: hash,
-            }))
+        let Some(account) = self.store.account(AccountKey::Id(&row.account_id)).await? else {
+            return Ok(None);
+        };
+        // Checked on every request: a revoked grant closes the record at once.
+        let grants = self.open_grants(&account).await?;
+        let own = usize::from(account.kind == AccountKind::Patient);
+        let can_switch = grants.len() + own > 1;
+        let opened = row
+            .patient
+            .and_then(|patient| grants.into_iter().find(|g| g.patient == patient));
+        Ok(Some(SignedIn {
+            account,
+            opened,
+            can_switch,
+            session_hash: hash,
+        }))
     }
 
     pub async fn sign_out(&self, signed_in: &SignedIn, address: &str) -> Result<()> {

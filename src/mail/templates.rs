@@ -69,3 +69,31 @@ pub fn new_message(to: &str, practice: &str, link: &str) -> Letter {
         practice,
     )
 }
+
+/// A patient gave someone access to their record; the person has no account yet.
+pub fn proxy_invite(to: &str, practice: &str, patient: &str, link: &str, valid_days: i64) -> Letter {
+    letter(
+        to,
+        format!("{practice}: {patient} has given you access to their health record"),
+        &format!("{patient} has given you access to their record in the {practice} patient portal."),
+        "Complete Your Registration",
+        link,
+        &format!(
+            "You will confirm your date of birth and choose a password. The link works once and for {valid_days} days; if it has expired, ask {patient} to resend it. If you did not expect this email, you can ignore it."
+        ),
+        practice,
+    )
+}
+
+/// A patient gave access to someone who already has a portal account.
+pub fn proxy_access(to: &str, practice: &str, patient: &str, link: &str) -> Letter {
+    letter(
+        to,
+        format!("{practice}: {patient} has given you access to their health record"),
+        &format!("{patient} has given you access to their record in the {practice} patient portal."),
+        "Log in to open it",
+        link,
+        "After logging in, choose whose record to open. If you did not expect this email, you can ignore it.",
+        practice,
+    )
+}

@@ -15,9 +15,9 @@ use crate::clock::{self, Clock};
 use crate::config::MessageCategory;
 use crate::error::{Error, Issue, Result};
 use crate::mail::{Mailer, templates};
-use crate::records::messages::{PROFILE, RE_REPLY, from_care_team, reply_id};
+use crate::records::messages::{PROFILE, RE_REPLY, from_care_team, reply_id, writer};
 use crate::records::{Records, Stored};
-use crate::store::SharedStore;
+use crate::store::{AccountKey, SharedStore};
 
 pub const CATEGORY_SYSTEM: &str = "http://carespace.example/fhir/CodeSystem/message-category";
 pub const SUBJECT_MAX: usize = 120;
@@ -422,12 +422,12 @@ impl Messages {
         body: &str,
         answers: Option<&str>,
     ) -> Result<Stored> {
-        let (sender, recipient) = match actor {
-            Actor::Staff { practitioner_id } => {
-                (format!("Practitioner/{practitioner_id}"), format!("Patient/{patient}"))
-            }
-            Actor::Patient { patient_id } => (format!("Patient/{patient_id}"), self.records.practice_reference()),
-            _ => return Err(Error::Forbidden("only people write portal messages".into())),
+        // The writer is the sender (a proxy writing for the patient is recorded as themselves).
+        let sender = writer(actor).ok_or_else(|| Error::Forbidden("only people write portal messages".into()))?;
+        let recipient = if from_care_team(&sender) {
+            format!("Patient/{patient}")
+        } else {
+            self.records.practice_reference()
         };
         let mut c = json!({
             "resourceType": "Communication",
@@ -511,7 +511,18 @@ async fn notify(
     }
     let link = format!("{base_url}/messages/{}", stored.id);
     let now = clock.now_millis();
-    for account in store.accounts_of(&patients).await? {
+    let mut accounts = store.accounts_of(&patients).await?;
+    // And those the patient gave access to, whose grant is in force.
+    for patient in &patients {
+        for grant in store.proxy_grants(true, patient.trim_start_matches("Patient/")).await? {
+            if grant.revoked.is_none() && grant.accepted.is_some() {
+                accounts.extend(store.account(AccountKey::Id(&grant.account_id)).await?);
+            }
+        }
+    }
+    accounts.sort_by(|a, b| a.id.cmp(&b.id));
+    accounts.dedup_by(|a, b| a.id == b.id);
+    for account in accounts {
         if account.registered.is_some() {
             let letter = templates::new_message(&account.email, practice, &link);
             store.enqueue_mail(&letter.queued(now)).await?;

@@ -27,7 +27,7 @@ pub async fn show(State(state): State<AppState>, visitor: Visitor) -> Response {
     };
     let chrome = Chrome {
         practice: &state.config.practice_name,
-        user: Some(&signed_in.account),
+        signed_in: Some(signed_in),
         csrf: &visitor.csrf,
     };
     render::respond(

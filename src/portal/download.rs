@@ -84,7 +84,7 @@ pub async fn view(State(state): State<AppState>, visitor: Visitor) -> Response {
     };
     let chrome = Chrome {
         practice: &state.config.practice_name,
-        user: visitor.signed_in.as_ref().map(|s| &s.account),
+        signed_in: visitor.signed_in.as_ref(),
         csrf: &visitor.csrf,
     };
     render::respond(

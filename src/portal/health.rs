@@ -13,7 +13,8 @@ use crate::access::Actor;
 use crate::health::{self, DocumentSummary, LabResult, LabTest};
 use crate::store::accounts::AccountKind;
 
-/// The signed-in patient's actor and id, or where to go instead (boxed: a response is large).
+/// The actor for the record open in the session (the patient's own, or one granted to them) and that
+/// patient's id, or where to go instead (boxed: a response is large).
 pub fn patient(visitor: &Visitor, here: &str) -> Result<(Actor, String), Box<Response>> {
     let to_login = || {
         let to = if here == "/" {
@@ -30,14 +31,14 @@ pub fn patient(visitor: &Visitor, here: &str) -> Result<(Actor, String), Box<Res
     if s.account.kind == AccountKind::Staff {
         return Err(Box::new(Redirect::to("/staff").into_response()));
     }
+    if !s.has_record() {
+        return Err(Box::new(Redirect::to("/records").into_response()));
+    }
     match s.actor() {
-        Ok(Actor::Patient { patient_id }) => Ok((
-            Actor::Patient {
-                patient_id: patient_id.clone(),
-            },
-            patient_id,
-        )),
-        Ok(_) => Err(to_login()),
+        Ok(actor) => match actor.record_patient().map(str::to_owned) {
+            Some(patient) => Ok((actor, patient)),
+            None => Err(to_login()),
+        },
         Err(e) => Err(Box::new(render::failure(&e))),
     }
 }
@@ -164,7 +165,7 @@ pub async fn show(State(state): State<AppState>, visitor: Visitor) -> Response {
     };
     let chrome = Chrome {
         practice: &state.config.practice_name,
-        user: visitor.signed_in.as_ref().map(|s| &s.account),
+        signed_in: visitor.signed_in.as_ref(),
         csrf: &visitor.csrf,
     };
     let mut panels: Vec<(Option<&str>, Vec<&LabTest>)> = Vec::new();

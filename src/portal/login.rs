@@ -38,7 +38,7 @@ pub struct LoginForm {
 
 fn home_of(kind: AccountKind) -> &'static str {
     match kind {
-        AccountKind::Patient => "/",
+        AccountKind::Patient | AccountKind::Proxy => "/",
         AccountKind::Staff => "/staff",
     }
 }
@@ -53,11 +53,11 @@ fn form_page(
 ) -> maud::Markup {
     let chrome = Chrome {
         practice: &state.config.practice_name,
-        user: None,
+        signed_in: None,
         csrf: &visitor.csrf,
     };
     let (title, action) = match kind {
-        AccountKind::Patient => ("Log in", "/login"),
+        AccountKind::Patient | AccountKind::Proxy => ("Log in", "/login"),
         AccountKind::Staff => ("Care team log in", "/staff/login"),
     };
     render::page(
@@ -170,7 +170,7 @@ pub async fn sign_out(
                 return render::failure(&e);
             }
             match s.account.kind {
-                AccountKind::Patient => "/login?signed_out=1",
+                AccountKind::Patient | AccountKind::Proxy => "/login?signed_out=1",
                 AccountKind::Staff => "/staff/login?signed_out=1",
             }
         }

@@ -82,7 +82,7 @@ fn staff_reader(visitor: &Visitor, here: &str) -> Result<Reader, Box<Response>> 
 fn chrome<'a>(state: &'a AppState, visitor: &'a Visitor) -> Chrome<'a> {
     Chrome {
         practice: &state.config.practice_name,
-        user: visitor.signed_in.as_ref().map(|s| &s.account),
+        signed_in: visitor.signed_in.as_ref(),
         csrf: &visitor.csrf,
     }
 }

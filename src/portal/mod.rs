@@ -9,6 +9,7 @@ mod download;
 mod health;
 mod login;
 mod messages;
+mod proxies;
 mod register;
 pub mod render;
 mod reset;
@@ -59,6 +60,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/forgot-password", get(reset::show_request).post(reset::submit_request))
         .route("/reset-password", get(reset::show_reset).post(reset::submit_reset))
         .route("/staff/login", get(login::show_staff).post(login::submit_staff))
+        .route("/manage-users", get(proxies::show))
+        .route("/manage-users/grant", post(proxies::grant))
+        .route("/manage-users/resend", post(proxies::resend))
+        .route("/manage-users/revoke", post(proxies::revoke))
+        .route("/records", get(proxies::choose).post(proxies::open))
         .route("/connected-apps", get(connected_apps::show))
         .route("/connected-apps/remove", post(connected_apps::remove))
         .route("/staff", get(staff::show))

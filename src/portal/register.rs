@@ -53,7 +53,7 @@ fn link_form(
 ) -> maud::Markup {
     let chrome = Chrome {
         practice: &state.config.practice_name,
-        user: None,
+        signed_in: None,
         csrf: &visitor.csrf,
     };
     render::page(

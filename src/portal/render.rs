@@ -12,14 +12,16 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::AppState;
+use crate::accounts::SignedIn;
 use crate::accounts::password;
 use crate::error::Error;
-use crate::store::accounts::Account;
+use crate::store::accounts::AccountKind;
 
-/// What frames every page: the practice, who is signed in, the CSRF token for the sign-out form.
+/// What frames every page: the practice, who is signed in (and whose record is open), the CSRF token for
+/// the sign-out form.
 pub struct Chrome<'a> {
     pub practice: &'a str,
-    pub user: Option<&'a Account>,
+    pub signed_in: Option<&'a SignedIn>,
     pub csrf: &'a str,
 }
 
@@ -32,9 +34,16 @@ pub fn page(chrome: &Chrome<'_>, title: &str, body: Markup) -> Markup {
 
 /// A page under one of the patient's tabs (`tab` is its label; marked as the current one).
 pub fn page_in_tab(chrome: &Chrome<'_>, tab: &str, title: &str, body: Markup) -> Markup {
+    let user = chrome.signed_in.map(|s| &s.account);
     let patient = chrome
-        .user
-        .is_some_and(|u| u.kind == crate::store::accounts::AccountKind::Patient);
+        .signed_in
+        .is_some_and(|s| s.account.kind != AccountKind::Staff && s.has_record());
+    // Only the patient decides who else sees their record.
+    let manages = chrome
+        .signed_in
+        .is_some_and(|s| s.account.kind == AccountKind::Patient && s.opened.is_none());
+    let opened = chrome.signed_in.and_then(|s| s.opened.as_ref());
+    let can_switch = chrome.signed_in.is_some_and(|s| s.can_switch);
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -55,10 +64,12 @@ pub fn page_in_tab(chrome: &Chrome<'_>, tab: &str, title: &str, body: Markup) ->
                             }
                         }
                     }
-                    @if let Some(user) = chrome.user {
+                    @if let Some(user) = user {
                         details.user-menu {
                             summary { (user.display_name) }
                             ul {
+                                @if manages { li { a href="/manage-users" { "Manage Users" } } }
+                                @if can_switch { li { a href="/records" { "Switch record" } } }
                                 li { a href="/connected-apps" { "Connected apps" } }
                                 li {
                                     form method="post" action="/logout" {
@@ -68,6 +79,12 @@ pub fn page_in_tab(chrome: &Chrome<'_>, tab: &str, title: &str, body: Markup) ->
                                 }
                             }
                         }
+                    }
+                }
+                @if let Some(grant) = opened {
+                    p.viewing role="status" {
+                        "You are viewing the record of " strong { (grant.patient_name) } "."
+                        @if can_switch { " " a href="/records" { "Switch record" } }
                     }
                 }
                 main {
@@ -221,7 +238,7 @@ pub fn respond(status: StatusCode, markup: Markup) -> Response {
 pub fn message_page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
     let chrome = Chrome {
         practice: &state.config.practice_name,
-        user: None,
+        signed_in: None,
         csrf: "",
     };
     respond(

@@ -23,7 +23,7 @@ pub struct RequestForm {
 fn request_page(state: &AppState, visitor: &Visitor, email: &str, problems: &Problems, sent: bool) -> maud::Markup {
     let chrome = Chrome {
         practice: &state.config.practice_name,
-        user: None,
+        signed_in: None,
         csrf: &visitor.csrf,
     };
     render::page(
@@ -93,7 +93,7 @@ pub async fn submit_reset(
 ) -> Response {
     match redeem(&state, &visitor, &form, TokenPurpose::Reset, &RESET).await {
         Ok(account) => visitor.signed_out_redirect(match account.kind {
-            AccountKind::Patient => "/login?reset=1",
+            AccountKind::Patient | AccountKind::Proxy => "/login?reset=1",
             AccountKind::Staff => "/staff/login?reset=1",
         }),
         Err(page) => *page,

@@ -132,7 +132,7 @@ async fn page(
     let now = state.clock.now_millis();
     let chrome = Chrome {
         practice: &state.config.practice_name,
-        user: Some(&signed_in.account),
+        signed_in: Some(signed_in),
         csrf: &visitor.csrf,
     };
     let sent = q.sent.as_deref().and_then(|id| patients.iter().find(|p| p.id == id));

@@ -36,15 +36,17 @@ pub fn reply_id(answered: &str) -> String {
     format!("re-{}", &crate::accounts::secret::hash(answered)[..40])
 }
 
-/// Who writes for the patient's side: the person the actor stands for.
-fn writer(actor: &Actor) -> Option<String> {
+/// Who writes: the person the actor stands for (`None` for the server itself and backend systems).
+pub fn writer(actor: &Actor) -> Option<String> {
     match actor {
         Actor::Patient { patient_id } => Some(format!("Patient/{patient_id}")),
+        Actor::Proxy { related_person, .. } => Some(format!("RelatedPerson/{related_person}")),
         Actor::App(app) => app
             .user
             .clone()
             .or_else(|| app.patient.as_ref().map(|p| format!("Patient/{p}"))),
-        Actor::System { .. } | Actor::Staff { .. } => None,
+        Actor::Staff { practitioner_id } => Some(format!("Practitioner/{practitioner_id}")),
+        Actor::System { .. } => None,
     }
 }
 

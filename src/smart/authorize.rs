@@ -91,10 +91,9 @@ fn plain_type(t: &str) -> String {
 }
 
 fn consent_page(state: &AppState, visitor: &Visitor, request: &AuthRequest) -> Markup {
-    let user = visitor.signed_in.as_ref().map(|s| &s.account);
     let chrome = Chrome {
         practice: &state.config.practice_name,
-        user,
+        signed_in: visitor.signed_in.as_ref(),
         csrf: &visitor.csrf,
     };
     let p = &request.params;
@@ -105,7 +104,7 @@ fn consent_page(state: &AppState, visitor: &Visitor, request: &AuthRequest) -> M
             None => format!("Allow {} to use your record?", request.client.name),
         },
         html! {
-            @if let Some(u) = user {
+            @if let Some(u) = visitor.signed_in.as_ref().map(|s| &s.account) {
                 p { "Signed in as " strong { (u.display_name) } ". " (request.client.name) " asks to:" }
             }
             form.card method="post" action="/oauth/authorize" {

@@ -6,6 +6,8 @@
 pub enum AccountKind {
     Patient,
     Staff,
+    /// Someone with access to others' records only (friends and family): `person` is their first RelatedPerson.
+    Proxy,
 }
 
 impl AccountKind {
@@ -13,6 +15,7 @@ impl AccountKind {
         match self {
             AccountKind::Patient => "patient",
             AccountKind::Staff => "staff",
+            AccountKind::Proxy => "proxy",
         }
     }
 
@@ -20,6 +23,7 @@ impl AccountKind {
         match s {
             "patient" => Some(AccountKind::Patient),
             "staff" => Some(AccountKind::Staff),
+            "proxy" => Some(AccountKind::Proxy),
             _ => None,
         }
     }
@@ -78,6 +82,25 @@ pub struct SessionRow {
     pub account_id: String,
     pub created: i64,
     pub last_seen: i64,
+    /// Whose record is open, when it is not the account's own (a proxy's choice).
+    pub patient: Option<String>,
+}
+
+/// A patient's grant of access to someone (friends and family), as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct ProxyGrantRow {
+    /// The RelatedPerson id the grant is recorded as.
+    pub related_person: String,
+    pub patient: String,
+    pub account_id: String,
+    /// `YYYY-MM-DD`, as the patient entered it.
+    pub birth_date: String,
+    /// The patient's name when access was granted.
+    pub patient_name: String,
+    pub created: i64,
+    /// First sign-in (or registration) with that birth date.
+    pub accepted: Option<i64>,
+    pub revoked: Option<i64>,
 }
 
 /// Failed attempts counted under one key within a window.

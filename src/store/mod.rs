@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use self::accounts::{Account, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose};
+use self::accounts::{Account, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ThrottleRow, TokenPurpose};
 use self::oauth::{ClientRow, CodeRow, ConnectedApp, LaunchRow, TokenRow};
 use crate::access::Grant;
 use crate::error::Result;
@@ -262,6 +262,25 @@ pub trait Store: Send + Sync {
     async fn touch_session(&self, hash: &str, now: i64) -> Result<()>;
 
     async fn end_session(&self, hash: &str) -> Result<()>;
+
+    /// Opens another record in a session (`None`: the account's own).
+    async fn open_record(&self, hash: &str, patient: Option<&str>) -> Result<()>;
+
+    // Friends and family (`accounts/proxies.rs`).
+
+    async fn save_proxy_grant(&self, grant: &ProxyGrantRow) -> Result<()>;
+
+    /// The grants a patient gave (`by_patient`), or those an account holds (`key` is the account id).
+    async fn proxy_grants(&self, by_patient: bool, key: &str) -> Result<Vec<ProxyGrantRow>>;
+
+    async fn proxy_grant(&self, related_person: &str) -> Result<Option<ProxyGrantRow>>;
+
+    /// Marks accepted the open grants of an account entered with `birth_date`; returns them.
+    async fn accept_proxy_grants(&self, account_id: &str, birth_date: &str, now: i64) -> Result<Vec<ProxyGrantRow>>;
+
+    /// Revokes a grant and, in the same transaction, ends the sessions that have that record open through it
+    /// and the app tokens issued through it.
+    async fn revoke_proxy_grant(&self, related_person: &str, now: i64) -> Result<()>;
 
     async fn throttle(&self, key: &str) -> Result<Option<ThrottleRow>>;
 

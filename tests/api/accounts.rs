@@ -82,7 +82,7 @@ async fn invite(app: &TestApp, staff: &mut Web, patient_id: &str, email: &str) -
     mail.link(&format!("{}/register?token=", app.origin))
 }
 
-async fn register(web: &mut Web, link: &str, birth_date: &str, password: &str) -> Page {
+pub async fn register(web: &mut Web, link: &str, birth_date: &str, password: &str) -> Page {
     let form = web.get(link).await;
     assert_eq!(form.status, 200, "{}", form.text());
     assert!(form.text().contains("Complete Your Registration"));
@@ -122,7 +122,7 @@ pub async fn registered_patient(app: &TestApp, staff: &mut Web, family: &str, em
 }
 
 /// The account-event codes in a patient's audit trail.
-async fn account_events(app: &TestApp, patient_id: &str) -> Vec<String> {
+pub async fn account_events(app: &TestApp, patient_id: &str) -> Vec<String> {
     let (status, bundle) = app.get(&format!("AuditEvent?patient={patient_id}&_count=200")).await;
     assert_eq!(status, 200, "{bundle}");
     bundle["entry"]

@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod interop;
 mod messages;
+mod proxies;
 mod rest;
 mod search;
 mod smart;

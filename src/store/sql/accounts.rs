@@ -8,7 +8,7 @@ use super::build::Sql;
 use crate::error::{Error, Result};
 use crate::store::AccountKey;
 use crate::store::accounts::{
-    Account, AccountKind, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose,
+    Account, AccountKind, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ThrottleRow, TokenPurpose,
 };
 
 const ACCOUNT_COLUMNS: &str = "id, email, kind, person, display_name, birth_date, password_hash, created, registered";
@@ -44,6 +44,19 @@ fn token(row: &AnyRow) -> Result<AccountToken> {
         expires: row.try_get(4)?,
         used: row.try_get(5)?,
         superseded: row.try_get(6)?,
+    })
+}
+
+fn grant(row: &AnyRow) -> Result<ProxyGrantRow> {
+    Ok(ProxyGrantRow {
+        related_person: row.try_get(0)?,
+        patient: row.try_get(1)?,
+        account_id: row.try_get(2)?,
+        birth_date: row.try_get(3)?,
+        patient_name: row.try_get(4)?,
+        created: row.try_get(5)?,
+        accepted: row.try_get(6)?,
+        revoked: row.try_get(7)?,
     })
 }
 
@@ -230,18 +243,19 @@ impl SqlStore {
     }
 
     pub(super) async fn create_session_row(&self, s: &SessionRow) -> Result<()> {
-        sqlx::query("INSERT INTO sessions (hash, account_id, created, last_seen) VALUES ($1, $2, $3, $4)")
+        sqlx::query("INSERT INTO sessions (hash, account_id, created, last_seen, patient) VALUES ($1, $2, $3, $4, $5)")
             .bind(s.hash.as_str())
             .bind(s.account_id.as_str())
             .bind(s.created)
             .bind(s.last_seen)
+            .bind(s.patient.as_deref())
             .execute(&self.write)
             .await?;
         Ok(())
     }
 
     pub(super) async fn session_row(&self, hash: &str) -> Result<Option<SessionRow>> {
-        let row = sqlx::query("SELECT hash, account_id, created, last_seen FROM sessions WHERE hash = $1")
+        let row = sqlx::query("SELECT hash, account_id, created, last_seen, patient FROM sessions WHERE hash = $1")
             .bind(hash)
             .fetch_optional(&self.read)
             .await?;
@@ -251,6 +265,7 @@ impl SqlStore {
                 account_id: r.try_get(1)?,
                 created: r.try_get(2)?,
                 last_seen: r.try_get(3)?,
+                patient: r.try_get(4)?,
             })
         })
         .transpose()
@@ -272,6 +287,110 @@ impl SqlStore {
     pub(super) async fn touch_session_row(&self, hash: &str, now: i64) -> Result<()> {
         self.run("UPDATE sessions SET last_seen = $2 WHERE hash = $1", &[hash], &[now])
             .await
+    }
+
+    pub(super) async fn open_record_row(&self, hash: &str, patient: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE sessions SET patient = $2 WHERE hash = $1")
+            .bind(hash)
+            .bind(patient)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn insert_proxy_grant(&self, g: &ProxyGrantRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO proxy_grants (related_person, patient, account_id, birth_date, patient_name, created, accepted, revoked) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(g.related_person.as_str())
+        .bind(g.patient.as_str())
+        .bind(g.account_id.as_str())
+        .bind(g.birth_date.as_str())
+        .bind(g.patient_name.as_str())
+        .bind(g.created)
+        .bind(g.accepted)
+        .bind(g.revoked)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Grants given by a patient (`by_patient`) or held by an account, oldest first.
+    pub(super) async fn proxy_grant_rows(&self, by_patient: bool, key: &str) -> Result<Vec<ProxyGrantRow>> {
+        let query = if by_patient {
+            sqlx::query(
+                "SELECT related_person, patient, account_id, birth_date, patient_name, created, accepted, revoked \
+                 FROM proxy_grants WHERE patient = $1 ORDER BY created, related_person",
+            )
+        } else {
+            sqlx::query(
+                "SELECT related_person, patient, account_id, birth_date, patient_name, created, accepted, revoked \
+                 FROM proxy_grants WHERE account_id = $1 ORDER BY created, related_person",
+            )
+        };
+        let rows = query.bind(key).fetch_all(&self.read).await?;
+        rows.iter().map(grant).collect()
+    }
+
+    pub(super) async fn proxy_grant_row(&self, related_person: &str) -> Result<Option<ProxyGrantRow>> {
+        let row = sqlx::query(
+            "SELECT related_person, patient, account_id, birth_date, patient_name, created, accepted, revoked \
+             FROM proxy_grants WHERE related_person = $1",
+        )
+        .bind(related_person)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(grant).transpose()
+    }
+
+    pub(super) async fn accept_proxy_grant_rows(
+        &self,
+        account_id: &str,
+        birth_date: &str,
+        now: i64,
+    ) -> Result<Vec<ProxyGrantRow>> {
+        let rows = sqlx::query(
+            "UPDATE proxy_grants SET accepted = $3 WHERE account_id = $1 AND birth_date = $2 \
+             AND accepted IS NULL AND revoked IS NULL \
+             RETURNING related_person, patient, account_id, birth_date, patient_name, created, accepted, revoked",
+        )
+        .bind(account_id)
+        .bind(birth_date)
+        .bind(now)
+        .fetch_all(&self.write)
+        .await?;
+        rows.iter().map(grant).collect()
+    }
+
+    pub(super) async fn revoke_proxy_grant_row(&self, related_person: &str, now: i64) -> Result<()> {
+        let mut tx = self.write.begin_with(self.begin).await?;
+        let row = sqlx::query(
+            "UPDATE proxy_grants SET revoked = COALESCE(revoked, $2) WHERE related_person = $1 \
+             RETURNING account_id, patient",
+        )
+        .bind(related_person)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let (account_id, patient): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND patient = $2")
+                .bind(account_id.as_str())
+                .bind(patient.as_str())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE oauth_tokens SET revoked = $3 WHERE account_id = $1 AND patient = $2 AND revoked IS NULL",
+            )
+            .bind(account_id.as_str())
+            .bind(patient.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(super) async fn end_session_row(&self, hash: &str) -> Result<()> {

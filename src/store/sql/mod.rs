@@ -18,7 +18,9 @@ use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row as _};
 
-use super::accounts::{Account, AccountToken, OutboxMail, Redeem, SessionRow, ThrottleRow, TokenPurpose};
+use super::accounts::{
+    Account, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ThrottleRow, TokenPurpose,
+};
 use super::oauth::{ClientRow, CodeRow, ConnectedApp, LaunchRow, TokenRow};
 use super::{
     AccountKey, CLINICAL_DATE_PARAMS, CompartmentFilter, Head, HistoryQuery, Query, Row, SharedStore, Store,
@@ -506,6 +508,30 @@ impl Store for SqlStore {
 
     async fn end_session(&self, hash: &str) -> Result<()> {
         self.end_session_row(hash).await
+    }
+
+    async fn open_record(&self, hash: &str, patient: Option<&str>) -> Result<()> {
+        self.open_record_row(hash, patient).await
+    }
+
+    async fn save_proxy_grant(&self, grant: &ProxyGrantRow) -> Result<()> {
+        self.insert_proxy_grant(grant).await
+    }
+
+    async fn proxy_grants(&self, by_patient: bool, key: &str) -> Result<Vec<ProxyGrantRow>> {
+        self.proxy_grant_rows(by_patient, key).await
+    }
+
+    async fn proxy_grant(&self, related_person: &str) -> Result<Option<ProxyGrantRow>> {
+        self.proxy_grant_row(related_person).await
+    }
+
+    async fn accept_proxy_grants(&self, account_id: &str, birth_date: &str, now: i64) -> Result<Vec<ProxyGrantRow>> {
+        self.accept_proxy_grant_rows(account_id, birth_date, now).await
+    }
+
+    async fn revoke_proxy_grant(&self, related_person: &str, now: i64) -> Result<()> {
+        self.revoke_proxy_grant_row(related_person, now).await
     }
 
     async fn throttle(&self, key: &str) -> Result<Option<ThrottleRow>> {
