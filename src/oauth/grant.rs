@@ -179,15 +179,28 @@ impl OAuth {
     }
 
     /// After consent: a single-use code for what the user allowed.
-    pub async fn issue_code(&self, request: &AuthRequest, account: &Account, granted: &Scopes) -> Result<String> {
+    /// `chosen`: the record picked on the consent page by someone who may open several (a proxy).
+    pub async fn issue_code(
+        &self,
+        request: &AuthRequest,
+        account: &Account,
+        granted: &Scopes,
+        chosen: Option<&str>,
+    ) -> Result<String> {
         let code = secret::token()?;
         let now = self.clock.now_millis();
-        // The launch's patient for an EHR launch (by the staff member who launched), else the patient's own.
+        // The launch's patient for an EHR launch (by the staff member who launched), else the chosen record
+        // or the patient's own.
         let patient = match &request.launch {
             Some(l) if l.account_id == account.id => Some(l.patient.clone()),
             Some(_) => return Err(Refusal::new("access_denied", "the launch belongs to another user")),
-            None => account.person.strip_prefix("Patient/").map(str::to_owned),
+            None => chosen
+                .map(str::to_owned)
+                .or_else(|| account.person.strip_prefix("Patient/").map(str::to_owned)),
         };
+        if request.launch.is_none() && self.user_of(account, patient.as_deref()).await?.is_none() {
+            return Err(Refusal::new("access_denied", "the user may not open that record"));
+        }
         self.store
             .save_code(&CodeRow {
                 hash: secret::hash(&code),
@@ -353,7 +366,11 @@ impl OAuth {
                 claims["nonce"] = json!(n);
             }
             if scopes.has("fhirUser") {
-                claims["fhirUser"] = json!(format!("{}/{}", self.fhir_base, account.person));
+                let user = self
+                    .user_of(account, patient)
+                    .await?
+                    .ok_or_else(|| Refusal::new("invalid_grant", "the user's access to the record has ended"))?;
+                claims["fhirUser"] = json!(format!("{}/{}", self.fhir_base, user));
             }
             if scopes.has("profile") {
                 claims["name"] = json!(account.display_name);

@@ -440,6 +440,31 @@ impl OAuth {
         ))
     }
 
+    /// Who a user is for an app working on `patient`'s record: a patient themselves, staff as themselves,
+    /// someone given access as the RelatedPerson of their grant; `None` when the user may not open that record.
+    pub(crate) async fn user_of(
+        &self,
+        account: &crate::store::accounts::Account,
+        patient: Option<&str>,
+    ) -> std::result::Result<Option<String>, Error> {
+        use crate::store::accounts::AccountKind;
+        let own = account.person.strip_prefix("Patient/");
+        if account.kind == AccountKind::Staff || patient.is_none() || patient == own {
+            return Ok((account.kind != AccountKind::Proxy || patient.is_some()).then(|| account.person.clone()));
+        }
+        Ok(self
+            .store
+            .proxy_grants(false, &account.id)
+            .await?
+            .into_iter()
+            .find(|g| {
+                Some(g.patient.as_str()) == patient
+                    && g.revoked.is_none()
+                    && account.birth_date.as_deref() == Some(g.birth_date.as_str())
+            })
+            .map(|g| format!("RelatedPerson/{}", g.related_person)))
+    }
+
     /// The live token row for a presented token: known, of this kind, not expired, not revoked.
     pub(crate) async fn live(&self, token: &str, kind: &str) -> std::result::Result<Option<TokenRow>, Error> {
         let now = self.clock.now_millis();
@@ -456,11 +481,14 @@ impl OAuth {
             return Ok(None);
         };
         let user = match &row.account_id {
-            Some(id) => self
-                .store
-                .account(crate::store::AccountKey::Id(id))
-                .await?
-                .map(|a| a.person),
+            Some(id) => match self.store.account(crate::store::AccountKey::Id(id)).await? {
+                // A token issued through a grant that has ended opens nothing.
+                Some(account) => match self.user_of(&account, row.patient.as_deref()).await? {
+                    Some(user) => Some(user),
+                    None => return Ok(None),
+                },
+                None => return Ok(None),
+            },
             None => None,
         };
         Ok(Some(Actor::App(App {

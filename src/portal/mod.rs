@@ -71,6 +71,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/staff/invite", post(staff::invite))
         .route("/staff/resend", post(staff::resend))
         .route("/staff/launch", post(staff::launch))
+        .route("/staff/revoke-access", post(staff::revoke_access))
         .route(
             "/assets/portal.css",
             get(|| asset("text/css", include_str!("assets/portal.css"))),

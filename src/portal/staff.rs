@@ -12,6 +12,7 @@ use super::render::{self, Chrome, Problems};
 use super::{PortalForm, Visitor};
 use crate::AppState;
 use crate::access::Actor;
+use crate::accounts::proxies::ProxyStatus;
 use crate::accounts::{Invitation, SignedIn};
 use crate::clock;
 use crate::error::{Error, Result};
@@ -23,6 +24,16 @@ pub struct StaffQuery {
     name: String,
     #[serde(default)]
     sent: Option<String>,
+    #[serde(default)]
+    revoked: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    patient: String,
+    related_person: String,
+    #[serde(default)]
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +140,10 @@ async fn page(
     let ids: Vec<String> = patients.iter().map(|p| p.id.clone()).collect();
     let invitations = state.accounts.invitations(&ids).await?;
     let apps = state.oauth.launchable_apps().await?;
+    let mut proxies = Vec::new();
+    for p in &patients {
+        proxies.push(state.accounts.proxies(actor, &p.id).await?);
+    }
     let now = state.clock.now_millis();
     let chrome = Chrome {
         practice: &state.config.practice_name,
@@ -143,6 +158,9 @@ async fn page(
             @if let Some(p) = sent {
                 p.notice role="status" { "Invitation email sent for " (p.name) "." }
             }
+            @if q.revoked.is_some() {
+                p.notice role="status" { "Access revoked." }
+            }
             (render::general(problems))
             nav.actions aria-label="Care team" {
                 a.button href="/staff/messages" { "Patient messages" }
@@ -155,7 +173,7 @@ async fn page(
             table.patients {
                 thead { tr { th { "Patient" } th { "Date of birth" } th { "Portal access" } th { "Invitation" } @if !apps.is_empty() { th { "Apps" } } } }
                 tbody {
-                    @for p in &patients {
+                    @for (p, family) in patients.iter().zip(&proxies) {
                         @let invitation = invitations.iter().find(|i| i.account.person == format!("Patient/{}", p.id));
                         tr {
                             td {
@@ -163,7 +181,19 @@ async fn page(
                                 a href=(format!("/staff/patients/{}/message", p.id)) { "Write a message" }
                             }
                             td { (p.birth_date) }
-                            td { (access_cell(invitation, now)) }
+                            td {
+                                (access_cell(invitation, now))
+                                @for f in family.iter().filter(|f| f.status != ProxyStatus::Revoked) {
+                                    form.invite method="post" action="/staff/revoke-access" {
+                                        input type="hidden" name="csrf" value=(visitor.csrf);
+                                        input type="hidden" name="patient" value=(p.id);
+                                        input type="hidden" name="related_person" value=(f.grant.related_person);
+                                        input type="hidden" name="name" value=(q.name);
+                                        small { "Family access: " (f.email) " (" (f.status.words()) ") " }
+                                        button.secondary type="submit" aria-label=(format!("Revoke access of {} to {}", f.email, p.name)) { "Revoke" }
+                                    }
+                                }
+                            }
                             td {
                                 @if invitation.is_none_or(|i| i.account.registered.is_none()) {
                                     @if invitation.is_some() {
@@ -278,7 +308,7 @@ async fn after(state: &AppState, visitor: &Visitor, form: &InviteForm, result: R
         Err(err) => {
             let q = StaffQuery {
                 name: form.name.clone(),
-                sent: None,
+                ..StaffQuery::default()
             };
             let mut problems = Problems::of(&err);
             if let Some(field) = problems.field("email").or(problems.field("patient")) {
@@ -289,6 +319,31 @@ async fn after(state: &AppState, visitor: &Visitor, form: &InviteForm, result: R
                 Err(e) => render::failure(&e),
             }
         }
+    }
+}
+
+/// The care team revokes someone's access to a patient's record (as the patient can).
+pub async fn revoke_access(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    PortalForm(form): PortalForm<RevokeForm>,
+) -> Response {
+    let Some((_, actor)) = staff(&visitor) else {
+        return to_staff_login();
+    };
+    match state
+        .accounts
+        .revoke_access(&actor, &form.patient, &form.related_person, &visitor.address)
+        .await
+    {
+        Ok(()) => {
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("name", &form.name)
+                .append_pair("revoked", &form.patient)
+                .finish();
+            Redirect::to(&format!("/staff?{query}")).into_response()
+        }
+        Err(e) => render::failure(&e),
     }
 }
 

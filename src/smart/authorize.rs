@@ -11,6 +11,7 @@ use maud::{Markup, html};
 
 use crate::AppState;
 use crate::accounts::SignedIn;
+use crate::accounts::proxies::Openable;
 use crate::oauth::grant::{AuthError, AuthParams, AuthRequest, with_query};
 use crate::oauth::scope::{Context, ResourceScope, Scopes};
 use crate::portal::origin_of;
@@ -90,7 +91,14 @@ fn plain_type(t: &str) -> String {
     }
 }
 
-fn consent_page(state: &AppState, visitor: &Visitor, request: &AuthRequest) -> Markup {
+/// `records`: those the user may open, when they may open several (a proxy chooses one for the app).
+fn consent_page(state: &AppState, visitor: &Visitor, request: &AuthRequest, records: &[Openable]) -> Markup {
+    let open_now = visitor.signed_in.as_ref().and_then(|s| {
+        s.opened
+            .as_ref()
+            .map(|g| g.patient.clone())
+            .or_else(|| s.account.person.strip_prefix("Patient/").map(str::to_owned))
+    });
     let chrome = Chrome {
         practice: &state.config.practice_name,
         signed_in: visitor.signed_in.as_ref(),
@@ -119,6 +127,22 @@ fn consent_page(state: &AppState, visitor: &Visitor, request: &AuthRequest) -> M
                 }
                 @if let Some(launch) = &p.launch {
                     input type="hidden" name="launch" value=(launch);
+                }
+                @if records.len() > 1 {
+                    fieldset.records {
+                        legend { "Whose record may the app use?" }
+                        @for (i, r) in records.iter().enumerate() {
+                            @let id = format!("record-{i}");
+                            @let checked = open_now.as_deref().map_or(i == 0, |p| p == r.patient);
+                            div {
+                                input type="radio" id=(id) name="patient" value=(r.patient) checked[checked] required;
+                                " "
+                                label for=(id) { @if r.grant.is_none() { "My record" } @else { (r.name) } }
+                            }
+                        }
+                    }
+                } @else if let Some(r) = records.first() {
+                    input type="hidden" name="patient" value=(r.patient);
                 }
                 ul.scopes {
                     @for (i, scope) in request.scopes.all.iter().enumerate() {
@@ -164,7 +188,7 @@ fn refused(state: &AppState, err: AuthError) -> Response {
 fn answerer<'a>(visitor: &'a Visitor, request: &AuthRequest) -> Option<&'a SignedIn> {
     visitor.signed_in.as_ref().filter(|s| match &request.launch {
         Some(l) => s.account.kind == AccountKind::Staff && s.account.id == l.account_id,
-        None => s.account.kind == AccountKind::Patient,
+        None => s.account.kind != AccountKind::Staff,
     })
 }
 
@@ -192,7 +216,22 @@ pub async fn show(
     if answerer(&visitor, &request).is_none() {
         return to_login(&request, &format!("/oauth/authorize?{}", raw.unwrap_or_default()));
     }
-    let mut response = render::respond(StatusCode::OK, consent_page(&state, &visitor, &request));
+    let records = match (&request.launch, visitor.signed_in.as_ref()) {
+        (None, Some(s)) => match state.accounts.openable(s).await {
+            Ok(r) => r,
+            Err(e) => return render::failure(&e),
+        },
+        _ => Vec::new(),
+    };
+    if request.launch.is_none() && records.is_empty() {
+        return render::message_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            "No record to share",
+            "No record is open to you at the moment, so there is nothing the app could use.",
+        );
+    }
+    let mut response = render::respond(StatusCode::OK, consent_page(&state, &visitor, &request, &records));
     // The consent form answers with a redirect to the app: the page's CSP must let the form go there.
     let origin = origin_of(&request.params.redirect_uri);
     if let Ok(v) = axum::http::HeaderValue::from_str(&crate::portal::content_security_policy(&origin)) {
@@ -247,7 +286,12 @@ pub async fn decide(
         let i = request.scopes.all.iter().position(|s| s == w).unwrap_or(usize::MAX);
         required(w) || form.contains_key(&format!("g{i}"))
     });
-    match state.oauth.issue_code(&request, &signed_in.account, &granted).await {
+    let chosen = form.get("patient").map(String::as_str);
+    match state
+        .oauth
+        .issue_code(&request, &signed_in.account, &granted, chosen)
+        .await
+    {
         Ok(code) => Redirect::to(&with_query(&p.redirect_uri, &[("code", &code), ("state", &p.state)])).into_response(),
         Err(r) => render::message_page(
             &state,

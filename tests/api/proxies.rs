@@ -4,8 +4,11 @@
 //! chooses and switches; the patient sees who looked; revoking ends the open session at once.
 
 use crate::accounts::{PASSWORD, account_events, login, register, registered_patient, staff_session};
-use crate::helpers::{TestApp, engines, spawn_app};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, engines, fhir_client, spawn_app};
 use crate::messages::staff_writes;
+use crate::smart_apps::token_for_record;
 use crate::web::{Page, Web};
 
 const FRIDA: &str = "frida@example.org";
@@ -217,6 +220,37 @@ async fn family(engine: &str) {
     let elsewhere = frida2.submit(&choose, "/records", &[("patient", "someone-else")]).await;
     assert_eq!(elsewhere.status, 404, "{engine}: only records granted");
 
+    // A SMART app authorized by the proxy: they pick the record; fhirUser is their RelatedPerson.
+    let scopes = ["launch/patient", "openid", "fhirUser", "patient/Observation.rs"];
+    let (token_a, user) = token_for_record(&app, &scopes, FRIDA, FRIDA_BIRTH, Some(&a)).await;
+    assert!(
+        user.as_deref()
+            .is_some_and(|u| u.ends_with(&format!("/RelatedPerson/{rp}\""))),
+        "{engine}: {user:?}"
+    );
+    let (token_b, _) = token_for_record(&app, &scopes, FRIDA, FRIDA_BIRTH, Some(&b)).await;
+    let fhir_base = format!("{}/fhir", app.origin);
+    let values = |bundle: &Value| -> Vec<f64> {
+        bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["resource"]["valueQuantity"]["value"].as_f64())
+            .collect()
+    };
+    let read = |token: String| {
+        let url = format!("{fhir_base}/Observation");
+        async move {
+            let r = fhir_client(&token).get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, seen_a) = read(token_a.clone()).await;
+    assert_eq!((status, values(&seen_a)), (200, vec![13.3]), "{engine}: only A's");
+    let (_, seen_b) = read(token_b.clone()).await;
+    assert_eq!(values(&seen_b), vec![15.1], "{engine}: only B's");
+
     // Revoking ends access at once, in the session that has the record open.
     let revoked = post(&mut alice, "/manage-users/revoke", &[("related_person", &rp)]).await;
     assert_eq!(revoked.status, 200, "{engine}: {}", revoked.text());
@@ -230,11 +264,48 @@ async fn family(engine: &str) {
         !choose.text().contains("Pat Amsel") && choose.text().contains("Pat Brandt"),
         "{engine}"
     );
+    assert_eq!(
+        read(token_a).await.0,
+        401,
+        "{engine}: the app's token through the grant stops too"
+    );
+    assert_eq!(read(token_b).await.0, 200, "{engine}: the other grant stands");
     assert!(
         account_events(&app, &a).await.iter().any(|e| e == "proxy-revoked"),
         "{engine}"
     );
     check_resend(&app, &mut alice).await;
+
+    // The care team sees who has access to a patient's record and can revoke it.
+    let page = staff.get("/staff").await;
+    assert!(
+        page.text().contains("Family access: cousin@example.org (Invited)"),
+        "{engine}: {}",
+        page.text()
+    );
+    let marker = "name=\"related_person\" value=\"";
+    let form = page
+        .body
+        .split("/staff/revoke-access")
+        .find(|f| f.contains("cousin@example.org"))
+        .unwrap();
+    let start = form.find(marker).unwrap() + marker.len();
+    let cousin = form[start..].split('"').next().unwrap().to_owned();
+    let done = staff
+        .submit(
+            &page,
+            "/staff/revoke-access",
+            &[("patient", &a), ("related_person", &cousin)],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{engine}: {}", done.text());
+    let managed = alice.get("/manage-users").await;
+    let row = managed
+        .body
+        .split("<tr>")
+        .find(|r| r.contains("cousin@example.org"))
+        .unwrap();
+    assert!(row.contains("Revoked"), "{engine}: {row}");
 }
 
 /// "Resend invite" replaces the link: the old one stops working.

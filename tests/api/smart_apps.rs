@@ -86,6 +86,7 @@ async fn authorize_in_browser(
     email: &str,
     birth_date: &str,
     untick: &[&str],
+    record: Option<&str>,
     allow: bool,
 ) -> (String, String) {
     let mut web = Web::new(&app.origin);
@@ -121,6 +122,14 @@ async fn authorize_in_browser(
             .unwrap()
             .to_owned();
         fields.retain(|(n, _)| *n != id);
+    }
+    if let Some(patient) = record {
+        assert!(
+            consent.body.contains("Whose record may the app use?"),
+            "a record picker: {text}"
+        );
+        fields.retain(|(n, _)| n != "patient");
+        fields.push(("patient".into(), patient.into()));
     }
     fields.push(("decision".into(), if allow { "allow" } else { "deny" }.into()));
     let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -203,7 +212,7 @@ async fn standalone_launch_with_pkce_refresh_and_id_token() {
         .set_pkce_challenge(challenge)
         .url();
     let (redirect, consent) =
-        authorize_in_browser(&app, url.as_str(), "diaz@example.org", "1984-04-04", &[], true).await;
+        authorize_in_browser(&app, url.as_str(), "diaz@example.org", "1984-04-04", &[], None, true).await;
     assert!(redirect.starts_with(REDIRECT), "{redirect}");
     for line in [
         "Know who you are",
@@ -319,7 +328,8 @@ async fn standalone_launch_with_pkce_refresh_and_id_token() {
         .add_extra_param("aud", &fhir_base)
         .set_pkce_challenge(challenge)
         .url();
-    let (redirect, _) = authorize_in_browser(&app, url.as_str(), "diaz@example.org", "1984-04-04", &[], true).await;
+    let (redirect, _) =
+        authorize_in_browser(&app, url.as_str(), "diaz@example.org", "1984-04-04", &[], None, true).await;
     let code = query_param(&redirect, "code").unwrap();
     let verifier_copy = PkceCodeVerifier::new(verifier.secret().clone());
     let token = client
@@ -369,7 +379,7 @@ async fn bad_verifiers_redirects_denials_and_narrowed_consent() {
 
     // A wrong PKCE verifier.
     let (url, _) = start(&["launch/patient", "patient/*.rs"]);
-    let (redirect, _) = authorize_in_browser(&app, &url, "ngata@example.org", "1979-07-09", &[], true).await;
+    let (redirect, _) = authorize_in_browser(&app, &url, "ngata@example.org", "1979-07-09", &[], None, true).await;
     let wrong = PkceCodeVerifier::new("x".repeat(64));
     let refused = client
         .exchange_code(AuthorizationCode::new(query_param(&redirect, "code").unwrap()))
@@ -408,7 +418,7 @@ async fn bad_verifiers_redirects_denials_and_narrowed_consent() {
 
     // Denial.
     let (url, _) = start(&["launch/patient", "patient/*.rs"]);
-    let (denied, _) = authorize_in_browser(&app, &url, "ngata@example.org", "1979-07-09", &[], false).await;
+    let (denied, _) = authorize_in_browser(&app, &url, "ngata@example.org", "1979-07-09", &[], None, false).await;
     assert_eq!(query_param(&denied, "error").as_deref(), Some("access_denied"));
 
     // Unticking a scope on the consent page narrows what the token may do.
@@ -419,6 +429,7 @@ async fn bad_verifiers_redirects_denials_and_narrowed_consent() {
         "ngata@example.org",
         "1979-07-09",
         &["See your messages"],
+        None,
         true,
     )
     .await;
@@ -442,6 +453,18 @@ async fn bad_verifiers_redirects_denials_and_narrowed_consent() {
 
 /// A token for `scopes` from a full standalone launch by a patient, for an app registered with exactly them.
 pub async fn patient_token(app: &TestApp, scopes: &[&str], email: &str, birth_date: &str) -> String {
+    token_for_record(app, scopes, email, birth_date, None).await.0
+}
+
+/// As [`patient_token`], choosing `record` on the consent page (someone with several); also the ID token's
+/// `fhirUser` (as JSON text) when `openid fhirUser` were asked.
+pub async fn token_for_record(
+    app: &TestApp,
+    scopes: &[&str],
+    email: &str,
+    birth_date: &str,
+    record: Option<&str>,
+) -> (String, Option<String>) {
     let joined = scopes.join(" ");
     let (ok, out) = app.command(&[
         "client",
@@ -467,14 +490,22 @@ pub async fn patient_token(app: &TestApp, scopes: &[&str], email: &str, birth_da
         .add_extra_param("aud", format!("{}/fhir", app.origin))
         .set_pkce_challenge(challenge)
         .url();
-    let (redirect, _) = authorize_in_browser(app, url.as_str(), email, birth_date, &[], true).await;
+    let (redirect, _) = authorize_in_browser(app, url.as_str(), email, birth_date, &[], record, true).await;
     let token = client
         .exchange_code(AuthorizationCode::new(query_param(&redirect, "code").unwrap()))
         .set_pkce_verifier(verifier)
         .request_async(&http())
         .await
         .unwrap();
-    token.access_token().secret().clone()
+    (
+        token.access_token().secret().clone(),
+        token
+            .extra_fields()
+            .id_token
+            .as_deref()
+            .map(claims_of)
+            .map(|c| c["fhirUser"].to_string()),
+    )
 }
 
 #[tokio::test]
