@@ -217,3 +217,38 @@ async fn a_patient_reads_replies_and_writes_and_the_care_team_sees_both() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_patient_grants_family_access_and_the_person_logs_in() {
+    if !browser_ready() {
+        return;
+    }
+    let app = spawn_app("sqlite").await;
+    let mut staff = staff_session(&app).await;
+    let me = registered_patient(&app, &mut staff, "Roth", "roth@example.org", "1958-03-03").await;
+    crate::health::hemoglobin(&app, &me, 12.5, "2026-09-09").await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let common = |phase: &str| {
+        vec![
+            ("BASE_URL", app.origin.clone()),
+            ("PATIENT_NAME", "Pat Roth".to_owned()),
+            ("PATIENT_EMAIL", "roth@example.org".into()),
+            ("PATIENT_PASSWORD", PASSWORD.into()),
+            ("PATIENT_BIRTH_DATE", "1958-03-03".into()),
+            ("PROXY_EMAIL", "hanna@example.org".into()),
+            ("PROXY_BIRTH_DATE", "1961-12-24".into()),
+            ("LATEST_VALUE", "12.5 g/dL".into()),
+            ("PHASE", phase.to_owned()),
+            ("SCREENSHOT_DIR", shots.display().to_string()),
+        ]
+    };
+    walk("proxies.mjs", &common("grant")).await;
+    let link = app
+        .smtp
+        .wait_for("hanna@example.org", 1)
+        .await
+        .link(&format!("{}/register?token=", app.origin));
+    let mut env = common("accept");
+    env.push(("LINK", link));
+    walk("proxies.mjs", &env).await;
+}
