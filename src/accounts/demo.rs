@@ -1,6 +1,7 @@
 //! Sign-ins for the demo practice (`carespace serve --demo`): a care-team account for the first practitioner,
 //! registered accounts for all patients but the last, and a pending invitation (in the outbox) for the last,
-//! so the registration walk can be tried. One published password: demo data only.
+//! so the registration walk can be tried; and a family member with access to the first two patients' records
+//! (to try choosing and switching). One published password: demo data only.
 
 use serde_json::Value;
 
@@ -11,6 +12,9 @@ use crate::store::AccountKey;
 use crate::store::accounts::{Account, AccountKind};
 
 pub const DEMO_PASSWORD: &str = "Demo-Portal-2026!";
+
+/// The demo family member: email, birth date, name.
+const FAMILY: (&str, &str, &str) = ("david.nguyen@example.com", "1966-07-19", "David Nguyen");
 
 /// One demo sign-in to print.
 pub struct DemoLogin {
@@ -74,6 +78,44 @@ impl Accounts {
                 registered: account.registered.is_some(),
             });
         }
+        if let [first, second, ..] = patients.as_slice() {
+            logins.push(self.demo_family(&[first.as_str(), second.as_str()]).await?);
+        }
         Ok(logins)
+    }
+
+    /// The family member, granted access by each of `patients` (as they would in Manage Users), registered.
+    async fn demo_family(&self, patients: &[&str]) -> Result<DemoLogin> {
+        let (email, birth_date, name) = FAMILY;
+        if self.store.account(AccountKey::Email(email)).await?.is_none() {
+            for (person, relationship) in patients.iter().zip(["SPS", "FRND"]) {
+                let new = super::proxies::NewProxy {
+                    email,
+                    birth_date,
+                    name,
+                    relationship,
+                };
+                self.grant_access(person.trim_start_matches("Patient/"), &new, "demo")
+                    .await?;
+                let mut account = self
+                    .store
+                    .account(AccountKey::Email(email))
+                    .await?
+                    .ok_or_else(|| Error::Store("the demo family account was not made".into()))?;
+                if account.registered.is_none() {
+                    account.password_hash = Some(password::hash(DEMO_PASSWORD)?);
+                    account.registered = Some(self.clock.now_millis());
+                    self.store.save_account(&account).await?;
+                }
+                self.accept_grants(&account, "demo").await?;
+            }
+        }
+        Ok(DemoLogin {
+            kind: AccountKind::Proxy,
+            email: email.to_owned(),
+            birth_date: Some(birth_date.to_owned()),
+            name: format!("{name}, with access to two patients' records"),
+            registered: true,
+        })
     }
 }
