@@ -121,6 +121,20 @@ pub const DIRECTORY_TYPES: &[&str] = &[
 
 /// May `actor` do `action` on resources of type `rtype`? On success the grant says on which patients.
 pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
+    // Someone a patient gave access to (in the portal or through an app they authorized) uses the record
+    // but never sees who else has access (their emails and birth dates) or the audit trail (addresses), and
+    // writes nothing but messages.
+    let proxy = match actor {
+        Actor::Proxy { .. } => true,
+        Actor::App(app) => app.user.as_deref().is_some_and(|u| u.starts_with("RelatedPerson/")),
+        _ => false,
+    };
+    if proxy && (matches!(rtype, "RelatedPerson" | "AuditEvent") || (action.writes() && rtype != "Communication")) {
+        return Err(Error::Forbidden(format!(
+            "someone given access to a record may not {} {rtype} resources",
+            format!("{action:?}").to_lowercase()
+        )));
+    }
     let mut filter = None;
     let patients = match actor {
         Actor::System { .. } | Actor::Staff { .. } => None,
@@ -253,6 +267,36 @@ mod tests {
                 .unwrap()
                 .covers(&[])
         );
+    }
+
+    #[test]
+    fn proxies_never_read_access_or_audit_and_write_only_messages() {
+        let proxy = Actor::Proxy {
+            related_person: "r".into(),
+            patient_id: "a".into(),
+        };
+        let via_app = Actor::App(App {
+            client_id: "c".into(),
+            scopes: crate::oauth::scope::Scopes::parse("patient/*.cruds").unwrap(),
+            patient: Some("a".into()),
+            user: Some("RelatedPerson/r".into()),
+        });
+        for actor in [&proxy, &via_app] {
+            assert!(authorize(actor, Action::Read, "Observation").is_ok());
+            assert!(authorize(actor, Action::Create, "Communication").is_ok());
+            for (action, rtype) in [
+                (Action::Search, "RelatedPerson"),
+                (Action::Read, "AuditEvent"),
+                (Action::Create, "Observation"),
+                (Action::Update, "RelatedPerson"),
+                (Action::Delete, "Communication"),
+            ] {
+                assert!(authorize(actor, action, rtype).is_err(), "{actor:?} {action:?} {rtype}");
+            }
+        }
+        let patient = Actor::Patient { patient_id: "a".into() };
+        assert!(authorize(&patient, Action::Create, "RelatedPerson").is_ok());
+        assert!(authorize(&patient, Action::Search, "AuditEvent").is_ok());
     }
 
     #[test]

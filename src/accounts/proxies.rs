@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::identity::{BirthDate, Email};
-use super::{Accounts, INVITE_VALID_DAYS, MINUTE, SignedIn, secret};
+use super::{Accounts, INVITE_VALID_DAYS, MINUTE, SignedIn, secret, throttle};
 use crate::access::Actor;
 use crate::access::audit::{AccountAction, AccountEvent};
 use crate::error::{Error, Result};
@@ -98,14 +98,15 @@ impl Accounts {
             .await
     }
 
-    /// Grants that open for this account now: not revoked, entered with the account's birth date.
+    /// Grants that open for this account now: accepted (at registration or sign-in with the birth date the
+    /// patient entered) and not revoked.
     pub(super) async fn open_grants(&self, account: &Account) -> Result<Vec<ProxyGrantRow>> {
         Ok(self
             .store
             .proxy_grants(false, &account.id)
             .await?
             .into_iter()
-            .filter(|g| g.revoked.is_none() && account.birth_date.as_deref() == Some(g.birth_date.as_str()))
+            .filter(|g| g.opens_for(account))
             .collect())
     }
 
@@ -129,6 +130,8 @@ impl Accounts {
         let actor = Actor::Patient {
             patient_id: patient_id.to_owned(),
         };
+        let throttle_key = format!("invite:Patient/{patient_id}");
+        self.throttle.check(&[&throttle_key]).await?;
         let email = Email::parse(new.email)?;
         let birth_date = BirthDate::parse(new.birth_date)?;
         let relationship = match new.relationship.trim() {
@@ -224,6 +227,7 @@ impl Accounts {
         self.audit_grant(AccountAction::ProxyGranted, &actor.audit_name(), &grant, Some(address))
             .await?;
         self.tell_proxy(&account, &grant).await?;
+        self.throttle.count(&throttle_key, throttle::INVITE).await?;
         self.proxy_view(&actor, grant).await
     }
 
@@ -232,7 +236,9 @@ impl Accounts {
     async fn tell_proxy(&self, account: &Account, grant: &ProxyGrantRow) -> Result<()> {
         let patient = &grant.patient_name;
         let now = self.clock.now_millis();
-        if account.registered.is_some() {
+        // An account that can sign in (or a patient's, whose own invitation link must stay as it is) is told
+        // to log in; the grant opens at that login.
+        if account.registered.is_some() || account.kind == AccountKind::Patient {
             let letter = templates::proxy_access(
                 &account.email,
                 &self.practice,
@@ -288,7 +294,10 @@ impl Accounts {
             .account(AccountKey::Id(&grant.account_id))
             .await?
             .ok_or_else(|| Error::Store(format!("grant {related_person} has no account")))?;
+        let throttle_key = format!("invite:Patient/{patient_id}");
+        self.throttle.check(&[&throttle_key]).await?;
         self.tell_proxy(&account, &grant).await?;
+        self.throttle.count(&throttle_key, throttle::INVITE).await?;
         self.audit_grant(
             AccountAction::ProxyInviteResent,
             &format!("Patient/{patient_id}"),

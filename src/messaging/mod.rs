@@ -187,6 +187,9 @@ impl Messages {
                 &sender,
                 if from_care_team(&sender) {
                     "Your care team"
+                } else if sender.starts_with("RelatedPerson/") {
+                    // Those given access do not read who else has it.
+                    "A family member or friend"
                 } else {
                     "Patient"
                 },

@@ -321,6 +321,11 @@ impl OAuth {
         nonce: Option<&str>,
     ) -> Result<Value> {
         let account = account.ok_or_else(|| Refusal::new("invalid_grant", "the user's account no longer exists"))?;
+        // Whoever the user is for this record must still be allowed it (a revoked grant issues nothing).
+        let user = self
+            .user_of(account, patient)
+            .await?
+            .ok_or_else(|| Refusal::new("invalid_grant", "the user's access to the record has ended"))?;
         let now = self.clock.now_millis();
         let (access, access_row) = self.new_token("access", client, Some(&account.id), patient, scopes, grant_id)?;
         let mut rows: Vec<TokenRow> = vec![access_row];
@@ -366,10 +371,6 @@ impl OAuth {
                 claims["nonce"] = json!(n);
             }
             if scopes.has("fhirUser") {
-                let user = self
-                    .user_of(account, patient)
-                    .await?
-                    .ok_or_else(|| Refusal::new("invalid_grant", "the user's access to the record has ended"))?;
                 claims["fhirUser"] = json!(format!("{}/{}", self.fhir_base, user));
             }
             if scopes.has("profile") {

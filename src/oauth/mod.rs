@@ -457,11 +457,7 @@ impl OAuth {
             .proxy_grants(false, &account.id)
             .await?
             .into_iter()
-            .find(|g| {
-                Some(g.patient.as_str()) == patient
-                    && g.revoked.is_none()
-                    && account.birth_date.as_deref() == Some(g.birth_date.as_str())
-            })
+            .find(|g| Some(g.patient.as_str()) == patient && g.opens_for(account))
             .map(|g| format!("RelatedPerson/{}", g.related_person)))
     }
 

@@ -103,6 +103,17 @@ pub struct ProxyGrantRow {
     pub revoked: Option<i64>,
 }
 
+impl ProxyGrantRow {
+    /// Whether the grant opens the record for `account` now: accepted, not revoked, and entered with the
+    /// account's birth date.
+    pub fn opens_for(&self, account: &Account) -> bool {
+        self.accepted.is_some()
+            && self.revoked.is_none()
+            && self.account_id == account.id
+            && account.birth_date.as_deref() == Some(self.birth_date.as_str())
+    }
+}
+
 /// Failed attempts counted under one key within a window.
 #[derive(Debug, Clone)]
 pub struct ThrottleRow {

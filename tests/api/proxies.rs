@@ -197,6 +197,10 @@ async fn family(engine: &str) {
         mail.decoded().contains("/login"),
         "{engine}: an existing account is told to log in"
     );
+    assert!(
+        !frida.get("/records").await.text().contains("Pat Brandt"),
+        "{engine}: a new grant opens at the next login, which accepts it"
+    );
     let (mut frida2, done) = login(&app, FRIDA, PASSWORD, FRIDA_BIRTH).await;
     assert_eq!(done.status, 303, "{engine}");
     assert_eq!(
@@ -246,6 +250,30 @@ async fn family(engine: &str) {
             (status, r.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
+    // Through an app as through the portal, a proxy never reads who else has access or the audit trail,
+    // and writes nothing but messages.
+    let wide = [
+        "launch/patient",
+        "patient/RelatedPerson.rs",
+        "patient/AuditEvent.rs",
+        "patient/Observation.cu",
+    ];
+    let (token_wide, _) = token_for_record(&app, &wide, FRIDA, FRIDA_BIRTH, Some(&a)).await;
+    let wide_client = fhir_client(&token_wide);
+    for path in ["RelatedPerson", "AuditEvent"] {
+        let r = wide_client.get(format!("{fhir_base}/{path}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{engine}: {path}");
+    }
+    let lab = serde_json::json!({"resourceType": "Observation", "status": "final", "code": {"text": "Made up"},
+        "subject": {"reference": format!("Patient/{a}")}});
+    let r = wide_client
+        .post(format!("{fhir_base}/Observation"))
+        .header("content-type", "application/fhir+json")
+        .body(lab.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403, "{engine}: no clinical writes");
     let (status, seen_a) = read(token_a.clone()).await;
     assert_eq!((status, values(&seen_a)), (200, vec![13.3]), "{engine}: only A's");
     let (_, seen_b) = read(token_b.clone()).await;

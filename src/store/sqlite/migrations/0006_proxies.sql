@@ -17,3 +17,6 @@ CREATE INDEX proxy_grants_patient ON proxy_grants (patient);
 
 -- Whose record a session has open (NULL: the account's own).
 ALTER TABLE sessions ADD COLUMN patient TEXT;
+
+-- One grant in force per person and patient, even when two requests grant at once.
+CREATE UNIQUE INDEX proxy_grants_live ON proxy_grants (account_id, patient) WHERE revoked IS NULL;
