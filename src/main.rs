@@ -137,11 +137,15 @@ async fn main() -> anyhow::Result<()> {
                 seed,
             };
             let started = std::time::Instant::now();
+            let bar = indicatif::ProgressBar::new(patients as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} patients {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
             let progress = |done: usize, resources: usize| {
-                use std::io::Write as _;
                 let rate = resources as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                eprint!("\r{done}/{patients} patients, {resources} resources ({rate:.0}/s)   ");
-                let _ = std::io::stderr().flush();
+                bar.set_position(done as u64);
+                bar.set_message(format!("{resources} resources ({rate:.0}/s)"));
             };
             let written = match &out {
                 Some(dir) => carespace::generate::into_folder(dir, &plan, progress)?,
@@ -150,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
                     carespace::generate::into_store(&state.records, &plan, progress).await?
                 }
             };
-            eprintln!();
+            bar.finish();
             println!(
                 "Generated {patients} patients, {written} resources in {:.1} s.",
                 started.elapsed().as_secs_f64()
