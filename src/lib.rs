@@ -25,6 +25,7 @@ pub mod oauth;
 pub mod ops;
 pub mod portal;
 pub mod records;
+pub mod sharing;
 pub mod smart;
 pub mod store;
 
@@ -48,6 +49,7 @@ use crate::mail::Mailer;
 use crate::messaging::Messages;
 use crate::oauth::OAuth;
 use crate::records::Records;
+use crate::sharing::Sharing;
 use crate::store::SharedStore;
 
 /// What every handler can reach: no globals besides the metrics registry.
@@ -60,6 +62,7 @@ pub struct AppState {
     pub oauth: OAuth,
     pub mailer: Mailer,
     pub messages: Messages,
+    pub sharing: Sharing,
     pub clock: Clock,
     /// `/fhir/metadata`, made once: it depends only on this build's definitions.
     pub capability_statement: Arc<str>,
@@ -91,6 +94,13 @@ impl AppState {
         let mailer = Mailer::new(&config, store.clone(), clock.clone())?;
         let accounts = Accounts::new(&config, store.clone(), records.clone(), mailer.clone(), clock.clone());
         let messages = Messages::new(records.clone(), &config.message_categories, clock.clone());
+        let sharing = Sharing::new(
+            records.clone(),
+            store.clone(),
+            mailer.clone(),
+            clock.clone(),
+            config.practice_name.clone(),
+        );
         let (key_path, create_key) = config.signing_key_path();
         let key = oauth::keys::SigningKey::load(&key_path, create_key)?;
         let oauth = OAuth::new(store.clone(), clock.clone(), &config.base_url, key);
@@ -102,6 +112,7 @@ impl AppState {
             oauth,
             mailer,
             messages,
+            sharing,
             clock,
             capability_statement,
         })

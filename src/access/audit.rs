@@ -78,6 +78,8 @@ pub enum AccountAction {
     ProxyInviteResent,
     ProxyAccepted,
     ProxyRevoked,
+    /// Send Record: part of the record disclosed to an outside provider.
+    RecordSent,
 }
 
 impl AccountAction {
@@ -98,6 +100,7 @@ impl AccountAction {
             AccountAction::ProxyInviteResent => (ATTRS, "proxy-invite-resent", "Access invitation sent again"),
             AccountAction::ProxyAccepted => (ATTRS, "proxy-accepted", "Access to the record accepted"),
             AccountAction::ProxyRevoked => (ATTRS, "proxy-revoked", "Access to the record revoked"),
+            AccountAction::RecordSent => (("110106", "Export"), "record-sent", "Record sent to a provider"),
         };
         (t, td, code, display)
     }
@@ -114,6 +117,8 @@ pub struct AccountEvent<'a> {
     pub patient: Option<&'a str>,
     /// The person given access (`RelatedPerson/x`) when the action concerns a grant: a second agent.
     pub proxy: Option<&'a str>,
+    /// What was disclosed, and to whom (Send Record), in words.
+    pub disclosed: Option<&'a str>,
     pub success: bool,
     pub address: Option<&'a str>,
     pub recorded: &'a str,
@@ -131,11 +136,14 @@ pub fn account_event(e: &AccountEvent<'_>) -> Value {
     if let Some(address) = e.address {
         agent["network"] = json!({ "address": address, "type": "2" });
     }
-    let entity: Vec<Value> = e
+    let mut entity: Vec<Value> = e
         .patient
         .map(|p| json!({ "what": { "reference": format!("Patient/{p}") }, "role": role("1", "Patient") }))
         .into_iter()
         .collect();
+    if let Some(what) = e.disclosed {
+        entity.push(json!({ "what": { "display": what }, "role": role("3", "Report"), "description": what }));
+    }
     let mut agents = vec![agent];
     if let Some(proxy) = e.proxy.filter(|p| *p != e.agent) {
         agents.push(json!({ "who": { "reference": proxy }, "requestor": false }));

@@ -154,6 +154,7 @@ impl Accounts {
                 agent,
                 patient,
                 proxy: None,
+                disclosed: None,
                 success,
                 address,
                 recorded: "",

@@ -91,6 +91,7 @@ impl Accounts {
                 agent,
                 patient: Some(&grant.patient),
                 proxy: Some(&proxy),
+                disclosed: None,
                 success: true,
                 address,
                 recorded: "",

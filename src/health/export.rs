@@ -1,7 +1,8 @@
 //! "Download": the patient's whole record as a zip, written entry by entry to any `Write` (the portal streams
 //! it to the browser), never held whole in memory: `record/everything.json` (the `$everything` resources as a
 //! collection Bundle), `record/<Type>.ndjson` per resource type, every document's file under `documents/`, and
-//! `summary.html` (demographics, labs, documents) — the same summary the "View" page shows.
+//! `summary.html` (demographics, labs, documents) — the same summary the "View" page shows. "Send Record" writes
+//! the same package for a date range, with the patient's notes, every entry AES-256 encrypted ([`Package`]).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -18,16 +19,37 @@ use crate::records::Records;
 /// Resources fetched per `$everything` page.
 const PAGE: i64 = 200;
 
+/// What a package holds beyond the whole record as it is: only what is dated within a range (clinical dates,
+/// `YYYY-MM-DD`, both ends included), a password that encrypts every entry (AES-256; entry names are not
+/// encrypted, so documents then get neutral names), notes for the recipient.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Package<'a> {
+    pub range: Option<(&'a str, &'a str)>,
+    pub password: Option<&'a str>,
+    pub notes: Option<&'a str>,
+}
+
 fn zip_error(e: impl std::fmt::Display) -> Error {
     Error::Store(format!("writing the download failed: {e}"))
 }
 
 /// One `$everything` page: its resources.
-async fn page(records: &Records, actor: &Actor, patient: &str, offset: i64, kind: Option<&str>) -> Result<Vec<Value>> {
+async fn page(
+    records: &Records,
+    actor: &Actor,
+    patient: &str,
+    range: Option<(&str, &str)>,
+    offset: i64,
+    kind: Option<&str>,
+) -> Result<Vec<Value>> {
     let mut params = vec![
         ("_count".to_owned(), PAGE.to_string()),
         ("_offset".to_owned(), offset.to_string()),
     ];
+    if let Some((start, end)) = range {
+        params.push(("start".to_owned(), start.to_owned()));
+        params.push(("end".to_owned(), end.to_owned()));
+    }
     if let Some(k) = kind {
         params.push(("_type".to_owned(), k.to_owned()));
     }
@@ -110,6 +132,7 @@ pub async fn summary_data(
     records: &Records,
     actor: &Actor,
     patient: &str,
+    range: Option<(&str, &str)>,
 ) -> Result<(Value, Vec<LabTest>, Vec<DocumentSummary>)> {
     let resource: Value = serde_json::from_str(&records.read(actor, "Patient", patient).await?.body)
         .map_err(|e| Error::Store(e.to_string()))?;
@@ -123,6 +146,16 @@ pub async fn summary_data(
             break;
         }
     }
+    if let Some((start, end)) = range {
+        let within = |date: &str| date.get(..10).is_some_and(|d| (start..=end).contains(&d));
+        let mut labs = labs;
+        for test in &mut labs {
+            test.results.retain(|r| within(&r.date));
+        }
+        labs.retain(|t| !t.results.is_empty());
+        documents.retain(|d| within(&d.date));
+        return Ok((resource, labs, documents));
+    }
     Ok((resource, labs, documents))
 }
 
@@ -133,11 +166,16 @@ pub fn write_zip<W: Write>(
     actor: &Actor,
     patient: &str,
     practice: &str,
+    package: Package<'_>,
     rt: &tokio::runtime::Handle,
     out: W,
 ) -> Result<()> {
     let mut zip = zip::ZipWriter::new_stream(out);
-    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let mut options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    if let Some(password) = package.password {
+        options = options.with_aes_encryption(zip::AesMode::Aes256, password);
+    }
+    let range = package.range;
     // 1. The Bundle, page by page; remember which types and documents there are.
     zip.start_file("record/everything.json", options).map_err(zip_error)?;
     zip.write_all(br#"{"resourceType":"Bundle","type":"collection","entry":["#)
@@ -159,7 +197,7 @@ pub fn write_zip<W: Write>(
         zip.write_all(entry.to_string().as_bytes()).map_err(zip_error)
     };
     loop {
-        let resources = rt.block_on(page(records, actor, patient, offset, None))?;
+        let resources = rt.block_on(page(records, actor, patient, range, offset, None))?;
         let mut in_compartment = 0;
         for r in &resources {
             let rtype = r["resourceType"].as_str().unwrap_or("").to_owned();
@@ -203,7 +241,7 @@ pub fn write_zip<W: Write>(
             .map_err(zip_error)?;
         let mut offset = 0;
         loop {
-            let resources = rt.block_on(page(records, actor, patient, offset, Some(rtype)))?;
+            let resources = rt.block_on(page(records, actor, patient, range, offset, Some(rtype)))?;
             let of_type: Vec<&Value> = resources
                 .iter()
                 .filter(|r| r["resourceType"] == rtype.as_str())
@@ -220,11 +258,16 @@ pub fn write_zip<W: Write>(
     }
     // 3. Every document's file.
     let mut used: BTreeSet<String> = BTreeSet::new();
-    for id in &documents {
+    for (n, id) in documents.iter().enumerate() {
         let Ok(a) = rt.block_on(super::attachment(records, actor, id)) else {
             continue; // a document without a readable file is still in the Bundle
         };
-        let base = file_name(&a.title);
+        // Entry names stay readable in an encrypted zip: no titles there.
+        let base = if package.password.is_some() {
+            format!("document-{}", n + 1)
+        } else {
+            file_name(&a.title)
+        };
         let mut name = format!("documents/{base}.{}", extension(&a.content_type));
         let mut n = 2;
         while !used.insert(name.clone()) {
@@ -235,7 +278,7 @@ pub fn write_zip<W: Write>(
         zip.write_all(&a.bytes).map_err(zip_error)?;
     }
     // 4. The summary people read.
-    let (resource, labs, docs) = rt.block_on(summary_data(records, actor, patient))?;
+    let (resource, labs, docs) = rt.block_on(summary_data(records, actor, patient, range))?;
     let page_html = html! {
         (DOCTYPE)
         html lang="en" {
@@ -245,6 +288,10 @@ pub fn write_zip<W: Write>(
     };
     zip.start_file("summary.html", options).map_err(zip_error)?;
     zip.write_all(page_html.into_string().as_bytes()).map_err(zip_error)?;
+    if let Some(notes) = package.notes.filter(|n| !n.trim().is_empty()) {
+        zip.start_file("notes.txt", options).map_err(zip_error)?;
+        zip.write_all(notes.as_bytes()).map_err(zip_error)?;
+    }
     zip.finish().map_err(zip_error)?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Email: letters are queued in the outbox table (in the same transaction as the change that causes them,
 //! see `Store::issue_token`) and a worker sends them: over SMTP when `CARESPACE_SMTP_URL` is set, otherwise
 //! as `.eml` files in `<data>/outbox/` with the link logged for the developer. Letters carry the practice
-//! name and a link, never health information.
+//! name and a link, never health information — except the one letter a patient sends on purpose (Send Record),
+//! whose package is an attachment encrypted with a password that travels separately.
 
 pub mod templates;
 
@@ -9,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Notify;
 
@@ -17,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::SharedStore;
-use crate::store::accounts::OutboxMail;
+use crate::store::accounts::{MailAttachment, OutboxMail};
 
 /// A letter to queue.
 #[derive(Debug, Clone)]
@@ -26,6 +28,7 @@ pub struct Letter {
     pub subject: String,
     pub text: String,
     pub html: String,
+    pub attachment: Option<MailAttachment>,
 }
 
 impl Letter {
@@ -39,6 +42,7 @@ impl Letter {
             html_body: self.html,
             attempts: 0,
             next_attempt: now,
+            attachment: self.attachment,
         }
     }
 }
@@ -140,14 +144,25 @@ impl Mailer {
 
     async fn send(&self, mail: &OutboxMail) -> std::result::Result<(), String> {
         let to: Mailbox = mail.recipient.parse().map_err(|e| format!("bad recipient: {e}"))?;
+        let body = MultiPart::alternative_plain_html(mail.text_body.clone(), mail.html_body.clone());
+        let body = match &mail.attachment {
+            None => body,
+            Some(a) => {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&a.data)
+                    .map_err(|e| format!("attachment: {e}"))?;
+                let kind = ContentType::parse(&a.content_type).map_err(|e| format!("attachment type: {e}"))?;
+                MultiPart::mixed()
+                    .multipart(body)
+                    .singlepart(Attachment::new(a.name.clone()).body(bytes, kind))
+            }
+        };
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(mail.subject.as_str())
-            .multipart(MultiPart::alternative_plain_html(
-                mail.text_body.clone(),
-                mail.html_body.clone(),
-            ))
+            .multipart(body)
             .map_err(|e| e.to_string())?;
         match &*self.transport {
             Transport::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(|e| e.to_string()),

@@ -24,6 +24,7 @@ fn letter(to: &str, subject: String, intro: &str, action: &str, link: &str, afte
         subject,
         text,
         html: html.into_string(),
+        attachment: None,
     }
 }
 
@@ -96,4 +97,43 @@ pub fn proxy_access(to: &str, practice: &str, patient: &str, link: &str) -> Lett
         "After logging in, choose whose record to open. If you did not expect this email, you can ignore it.",
         practice,
     )
+}
+
+/// Send Record: the letter to an outside provider that carries the encrypted package (attached by the
+/// caller). It says who sent it, for which dates, the patient's notes, and that the password comes separately.
+pub fn record_sent(to: &str, practice: &str, patient: &str, (start, end): (&str, &str), notes: &str) -> Letter {
+    let subject = format!("{patient} sent you health records ({practice})");
+    let intro = format!(
+        "{patient}, a patient of {practice}, sent you their health records dated {start} to {end} through the {practice} patient portal."
+    );
+    let password = format!(
+        "The attached health-record.zip is encrypted. {patient} will give you its password separately; it is not in this email. Open it with 7-Zip or another tool that reads AES-encrypted zip files. Inside: the records as a FHIR Bundle (record/everything.json), one NDJSON file per resource type, the documents, and a readable summary (summary.html)."
+    );
+    let text = if notes.is_empty() {
+        format!("{intro}\n\n{password}\n\n{practice}\n")
+    } else {
+        format!("{intro}\n\nNotes from {patient}:\n{notes}\n\n{password}\n\n{practice}\n")
+    };
+    let html = html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { (subject) } }
+            body style="font-family: sans-serif; line-height: 1.5" {
+                p { (intro) }
+                @if !notes.is_empty() {
+                    p { strong { "Notes from " (patient) ":" } }
+                    p style="white-space: pre-wrap" { (notes) }
+                }
+                p { (password) }
+                p { (practice) }
+            }
+        }
+    };
+    Letter {
+        to: to.to_owned(),
+        subject,
+        text,
+        html: html.into_string(),
+        attachment: None,
+    }
 }

@@ -58,7 +58,7 @@ pub async fn download(State(state): State<AppState>, visitor: Visitor) -> Respon
     let records = state.records.clone();
     tokio::task::spawn_blocking(move || {
         let out = std::io::BufWriter::with_capacity(CHUNK, ChannelWriter(tx));
-        if let Err(e) = export::write_zip(&records, &actor, &id, &practice, &rt, out) {
+        if let Err(e) = export::write_zip(&records, &actor, &id, &practice, export::Package::default(), &rt, out) {
             // Mid-stream there is no way to tell the browser but to cut the download short.
             tracing::warn!(error = %e, "record download ended early");
         }
@@ -78,7 +78,7 @@ pub async fn view(State(state): State<AppState>, visitor: Visitor) -> Response {
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let (resource, labs, docs) = match export::summary_data(&state.records, &actor, &id).await {
+    let (resource, labs, docs) = match export::summary_data(&state.records, &actor, &id, None).await {
         Ok(d) => d,
         Err(e) => return render::failure(&e),
     };

@@ -183,6 +183,7 @@ pub async fn show(State(state): State<AppState>, visitor: Visitor) -> Response {
             "Health",
             html! {
                 nav.actions aria-label="Your whole record" {
+                    a.button href="/send-record" { "Send Record" }
                     a.button href="/download" download { "Download" }
                     a.button href="/summary" { "View" }
                 }

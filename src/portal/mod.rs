@@ -14,6 +14,7 @@ mod register;
 pub mod render;
 mod reset;
 mod resources;
+mod send_record;
 mod staff;
 
 use std::net::SocketAddr;
@@ -60,6 +61,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/forgot-password", get(reset::show_request).post(reset::submit_request))
         .route("/reset-password", get(reset::show_reset).post(reset::submit_reset))
         .route("/staff/login", get(login::show_staff).post(login::submit_staff))
+        .route("/send-record", get(send_record::show).post(send_record::send))
+        .route("/sent-records", get(send_record::sent))
         .route("/manage-users", get(proxies::show))
         .route("/manage-users/grant", post(proxies::grant))
         .route("/manage-users/resend", post(proxies::resend))

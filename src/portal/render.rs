@@ -181,7 +181,8 @@ pub fn new_password(problems: &Problems, typed: &str) -> Markup {
         div.field.invalid[error.is_some()] {
             label for="password" { "Password" }
             input id="password" name="password" type="password" autocomplete="new-password" required
-                data-password-rules="password-rules" aria-describedby="password-rules";
+                data-password-rules="password-rules" aria-invalid=[error.map(|_| "true")]
+                aria-describedby=(if error.is_some() { "password-rules password-error" } else { "password-rules" });
             ul #password-rules .rules aria-live="polite" {
                 @for rule in password::RULES {
                     @let state = match (typed.is_empty(), rule.is_met(typed)) {
@@ -193,7 +194,7 @@ pub fn new_password(problems: &Problems, typed: &str) -> Markup {
                 }
             }
             @if let Some(e) = error {
-                p.error role="alert" { (e) }
+                p.error #password-error role="alert" { (e) }
             }
         }
         (field(&Field { label: "Confirm password", name: "confirm", kind: "password", value: "", autocomplete: "new-password", error: problems.field("confirm") }))

@@ -134,6 +134,29 @@ pub struct OutboxMail {
     pub html_body: String,
     pub attempts: i64,
     pub next_attempt: i64,
+    pub attachment: Option<MailAttachment>,
+}
+
+/// A record package a patient's side sent to an outside provider (the package itself is not kept).
+#[derive(Debug, Clone)]
+pub struct ShareRow {
+    pub id: String,
+    pub patient: String,
+    /// Who sent it: `Patient/x` or `RelatedPerson/y`.
+    pub sent_by: String,
+    pub recipient: String,
+    pub range_start: String,
+    pub range_end: String,
+    pub created: i64,
+}
+
+/// A file a letter carries.
+#[derive(Debug, Clone)]
+pub struct MailAttachment {
+    pub name: String,
+    pub content_type: String,
+    /// Base64 (standard alphabet).
+    pub data: String,
 }
 
 /// Why a single-use link could not be redeemed.

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use self::accounts::{Account, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ThrottleRow, TokenPurpose};
+use self::accounts::{
+    Account, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ShareRow, ThrottleRow, TokenPurpose,
+};
 use self::oauth::{ClientRow, CodeRow, ConnectedApp, LaunchRow, TokenRow};
 use crate::access::Grant;
 use crate::error::Result;
@@ -265,6 +267,14 @@ pub trait Store: Send + Sync {
 
     /// Opens another record in a session (`None`: the account's own).
     async fn open_record(&self, hash: &str, patient: Option<&str>) -> Result<()>;
+
+    // Send Record (`sharing/`).
+
+    /// Records a sent package and queues the letter that carries it, in one transaction.
+    async fn save_share(&self, share: &ShareRow, mail: &OutboxMail) -> Result<()>;
+
+    /// What was sent from a patient's record, newest first.
+    async fn shares(&self, patient: &str) -> Result<Vec<ShareRow>>;
 
     // Friends and family (`accounts/proxies.rs`).
 

@@ -13,6 +13,7 @@ mod messages;
 mod proxies;
 mod rest;
 mod search;
+mod send_record;
 mod smart;
 mod smart_apps;
 mod smtp;

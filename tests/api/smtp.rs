@@ -39,6 +39,21 @@ impl Received {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// The bytes of the attachment named `name` (a base64 MIME part).
+    pub fn attachment(&self, name: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let start = self.data.find(&format!("filename=\"{name}\""))?;
+        let rest = &self.data[start..];
+        let body_start = rest
+            .find("\r\n\r\n")
+            .map(|i| i + 4)
+            .or_else(|| rest.find("\n\n").map(|i| i + 2))?;
+        let body = &rest[body_start..];
+        let body = &body[..body.find("\n--").unwrap_or(body.len())];
+        let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        base64::engine::general_purpose::STANDARD.decode(b64).ok()
+    }
+
     /// The first link under `base` in the message.
     pub fn link(&self, base: &str) -> String {
         let text = self.decoded();

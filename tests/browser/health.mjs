@@ -52,6 +52,22 @@ try {
   await page.getByRole("heading", { name: "Health record summary" }).waitFor();
   await check(page, "summary");
 
+  // Send Record: the form by its labels, then the confirmation.
+  await page.goto(`${base}/`);
+  await page.getByRole("link", { name: "Send Record" }).click();
+  await page.getByRole("heading", { name: "Send Record" }).waitFor();
+  await page.getByLabel("Provider's email address").fill("dr.lee@clinic.example");
+  await page.getByLabel("Start date of the medical information").fill("2026-01-01");
+  await page.getByLabel("End date of the medical information").fill("2026-12-31");
+  await page.getByLabel("Notes for the recipient (optional)").fill("For my appointment next week.");
+  await page.getByLabel("Password", { exact: true }).fill("Harbor-Lights-42!");
+  await page.getByLabel("Confirm password").fill("Harbor-Lights-42!");
+  await check(page, "send-record");
+  await page.getByRole("button", { name: "Send Record" }).click();
+  await page.getByRole("heading", { name: "Record sent" }).waitFor();
+  await page.getByRole("link", { name: "Sent records" }).click();
+  await page.getByText("dr.lee@clinic.example").waitFor();
+
   // Resources.
   await page.getByRole("link", { name: "Resources" }).click();
   for (const name of ["National Cancer Institute", "American Cancer Society", "CancerCare"]) {

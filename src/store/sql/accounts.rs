@@ -8,12 +8,14 @@ use super::build::Sql;
 use crate::error::{Error, Result};
 use crate::store::AccountKey;
 use crate::store::accounts::{
-    Account, AccountKind, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ThrottleRow, TokenPurpose,
+    Account, AccountKind, AccountToken, MailAttachment, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ShareRow,
+    ThrottleRow, TokenPurpose,
 };
 
 const ACCOUNT_COLUMNS: &str = "id, email, kind, person, display_name, birth_date, password_hash, created, registered";
 const TOKEN_COLUMNS: &str = "hash, account_id, purpose, created, expires, used, superseded";
-const MAIL_COLUMNS: &str = "id, created, recipient, subject, text_body, html_body, attempts, next_attempt";
+const MAIL_COLUMNS: &str = "id, created, recipient, subject, text_body, html_body, attempts, next_attempt, \
+                            attachment_name, attachment_type, attachment_data";
 
 fn account(row: &AnyRow) -> Result<Account> {
     let kind: String = row.try_get(2)?;
@@ -70,6 +72,14 @@ fn mail(row: &AnyRow) -> Result<OutboxMail> {
         html_body: row.try_get(5)?,
         attempts: row.try_get(6)?,
         next_attempt: row.try_get(7)?,
+        attachment: match (row.try_get(8)?, row.try_get(9)?, row.try_get(10)?) {
+            (Some(name), Some(content_type), Some(data)) => Some(MailAttachment {
+                name,
+                content_type,
+                data,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -95,8 +105,8 @@ async fn upsert_account<'c>(conn: impl sqlx::Executor<'c, Database = Any>, a: &A
 
 async fn insert_mail<'c>(conn: impl sqlx::Executor<'c, Database = Any>, m: &OutboxMail) -> Result<()> {
     sqlx::query(
-        "INSERT INTO outbox (id, created, recipient, subject, text_body, html_body, attempts, next_attempt) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO outbox (id, created, recipient, subject, text_body, html_body, attempts, next_attempt, \
+         attachment_name, attachment_type, attachment_data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(m.id.as_str())
     .bind(m.created)
@@ -106,6 +116,9 @@ async fn insert_mail<'c>(conn: impl sqlx::Executor<'c, Database = Any>, m: &Outb
     .bind(m.html_body.as_str())
     .bind(m.attempts)
     .bind(m.next_attempt)
+    .bind(m.attachment.as_ref().map(|a| a.name.as_str()))
+    .bind(m.attachment.as_ref().map(|a| a.content_type.as_str()))
+    .bind(m.attachment.as_ref().map(|a| a.data.as_str()))
     .execute(conn)
     .await?;
     Ok(())
@@ -287,6 +300,49 @@ impl SqlStore {
     pub(super) async fn touch_session_row(&self, hash: &str, now: i64) -> Result<()> {
         self.run("UPDATE sessions SET last_seen = $2 WHERE hash = $1", &[hash], &[now])
             .await
+    }
+
+    pub(super) async fn save_share_tx(&self, s: &ShareRow, m: &OutboxMail) -> Result<()> {
+        let mut tx = self.write.begin_with(self.begin).await?;
+        sqlx::query(
+            "INSERT INTO record_shares (id, patient, sent_by, recipient, range_start, range_end, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(s.id.as_str())
+        .bind(s.patient.as_str())
+        .bind(s.sent_by.as_str())
+        .bind(s.recipient.as_str())
+        .bind(s.range_start.as_str())
+        .bind(s.range_end.as_str())
+        .bind(s.created)
+        .execute(&mut *tx)
+        .await?;
+        insert_mail(&mut *tx, m).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn share_rows(&self, patient: &str) -> Result<Vec<ShareRow>> {
+        let rows = sqlx::query(
+            "SELECT id, patient, sent_by, recipient, range_start, range_end, created FROM record_shares \
+             WHERE patient = $1 ORDER BY created DESC",
+        )
+        .bind(patient)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ShareRow {
+                    id: r.try_get(0)?,
+                    patient: r.try_get(1)?,
+                    sent_by: r.try_get(2)?,
+                    recipient: r.try_get(3)?,
+                    range_start: r.try_get(4)?,
+                    range_end: r.try_get(5)?,
+                    created: r.try_get(6)?,
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn open_record_row(&self, hash: &str, patient: Option<&str>) -> Result<()> {

@@ -19,7 +19,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row as _};
 
 use super::accounts::{
-    Account, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ThrottleRow, TokenPurpose,
+    Account, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ShareRow, ThrottleRow, TokenPurpose,
 };
 use super::oauth::{ClientRow, CodeRow, ConnectedApp, LaunchRow, TokenRow};
 use super::{
@@ -512,6 +512,14 @@ impl Store for SqlStore {
 
     async fn open_record(&self, hash: &str, patient: Option<&str>) -> Result<()> {
         self.open_record_row(hash, patient).await
+    }
+
+    async fn save_share(&self, share: &ShareRow, mail: &OutboxMail) -> Result<()> {
+        self.save_share_tx(share, mail).await
+    }
+
+    async fn shares(&self, patient: &str) -> Result<Vec<ShareRow>> {
+        self.share_rows(patient).await
     }
 
     async fn save_proxy_grant(&self, grant: &ProxyGrantRow) -> Result<()> {

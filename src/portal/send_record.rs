@@ -1,0 +1,162 @@
+//! "Send Record" (`/send-record`): the form that sends part of the record to an outside provider, and "Sent
+//! records" (`/sent-records`): what was sent, to whom, when. The rules are `sharing`'s.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::render::{self, Chrome, Field, Problems};
+use super::{PortalForm, Visitor};
+use crate::AppState;
+use crate::sharing::{self, NOTES_MAX, SendForm};
+
+#[derive(Deserialize, Default)]
+pub struct Form {
+    #[serde(default)]
+    recipient: String,
+    #[serde(default)]
+    start: String,
+    #[serde(default)]
+    end: String,
+    #[serde(default)]
+    notes: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+fn chrome<'a>(state: &'a AppState, visitor: &'a Visitor) -> Chrome<'a> {
+    Chrome {
+        practice: &state.config.practice_name,
+        signed_in: visitor.signed_in.as_ref(),
+        csrf: &visitor.csrf,
+    }
+}
+
+fn form_page(state: &AppState, visitor: &Visitor, typed: &Form, problems: &Problems, status: StatusCode) -> Response {
+    let notes_error = problems.field("notes");
+    render::respond(
+        status,
+        render::page_in_tab(
+            &chrome(state, visitor),
+            "Health",
+            "Send Record",
+            html! {
+                p { "Securely send your health information to a provider outside our practice, like your primary care provider. They get an email with your records as an encrypted file; you give them the password yourself (by phone or in person, not by email)." }
+                p { a href="/sent-records" { "Sent records" } }
+                (render::general(problems))
+                form.stack method="post" action="/send-record" novalidate {
+                    input type="hidden" name="csrf" value=(visitor.csrf);
+                    (render::field(&Field { label: "Provider's email address", name: "recipient", kind: "email", value: &typed.recipient, autocomplete: "off", error: problems.field("recipient") }))
+                    (render::field(&Field { label: "Start date of the medical information", name: "start", kind: "date", value: &typed.start, autocomplete: "off", error: problems.field("start") }))
+                    (render::field(&Field { label: "End date of the medical information", name: "end", kind: "date", value: &typed.end, autocomplete: "off", error: problems.field("end") }))
+                    div.field.invalid[notes_error.is_some()] {
+                        label for="notes" { "Notes for the recipient (optional)" }
+                        textarea #notes name="notes" rows="5" maxlength=(NOTES_MAX) aria-describedby="notes-hint" { (typed.notes) }
+                        p.hint #notes-hint { "Up to " (NOTES_MAX) " characters." }
+                        @if let Some(e) = notes_error { p.error #notes-error { (e) } }
+                    }
+                    p.hint { "A password for security and encryption purposes:" }
+                    (render::new_password(problems, &typed.password))
+                    button type="submit" { "Send Record" }
+                }
+            },
+        ),
+    )
+}
+
+pub async fn show(State(state): State<AppState>, visitor: Visitor) -> Response {
+    if let Err(r) = super::health::patient(&visitor, "/send-record") {
+        return *r;
+    }
+    let today = crate::clock::instant(state.clock.now_millis())[..10].to_owned();
+    let typed = Form {
+        end: today,
+        ..Form::default()
+    };
+    form_page(&state, &visitor, &typed, &Problems::default(), StatusCode::OK)
+}
+
+pub async fn send(State(state): State<AppState>, visitor: Visitor, PortalForm(form): PortalForm<Form>) -> Response {
+    let (actor, patient) = match super::health::patient(&visitor, "/send-record") {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let request = SendForm {
+        recipient: &form.recipient,
+        start: &form.start,
+        end: &form.end,
+        notes: &form.notes,
+        password: &form.password,
+        confirm: &form.confirm,
+    };
+    match state.sharing.send(&actor, &patient, &request, &visitor.address).await {
+        Ok(share) => render::respond(
+            StatusCode::OK,
+            render::page_in_tab(
+                &chrome(&state, &visitor),
+                "Health",
+                "Record sent",
+                html! {
+                    p.notice role="status" {
+                        "Your records dated " (share.range_start) " to " (share.range_end) " are on their way to " strong { (share.recipient) } "."
+                    }
+                    p { "Give them the password yourself, by phone or in person. We do not keep it and cannot tell it to anyone." }
+                    p { a href="/sent-records" { "Sent records" } " · " a href="/" { "Back to Health" } }
+                },
+            ),
+        ),
+        Err(e) => {
+            // Passwords are never sent back to the page.
+            let typed = Form {
+                password: String::new(),
+                confirm: String::new(),
+                ..form
+            };
+            form_page(&state, &visitor, &typed, &Problems::of(&e), render::status_of(&e))
+        }
+    }
+}
+
+fn list(shares: &[crate::store::accounts::ShareRow]) -> Markup {
+    html! {
+        table.results.shares {
+            thead { tr { th { "Sent to" } th { "Dates" } th { "Sent" } } }
+            tbody {
+                @for s in shares {
+                    tr {
+                        td data-label="Sent to" { (s.recipient) }
+                        td data-label="Dates" { (s.range_start) " to " (s.range_end) }
+                        td data-label="Sent" { (sharing::when(s)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn sent(State(state): State<AppState>, visitor: Visitor) -> Response {
+    let (_, patient) = match super::health::patient(&visitor, "/sent-records") {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let shares = match state.sharing.sent(&patient).await {
+        Ok(s) => s,
+        Err(e) => return render::failure(&e),
+    };
+    render::respond(
+        StatusCode::OK,
+        render::page_in_tab(
+            &chrome(&state, &visitor),
+            "Health",
+            "Sent records",
+            html! {
+                @if shares.is_empty() { p { "Nothing has been sent from this record." } } @else { (list(&shares)) }
+                p { a.button href="/send-record" { "Send Record" } }
+            },
+        ),
+    )
+}

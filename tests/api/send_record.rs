@@ -1,0 +1,170 @@
+//! Send Record as a patient and a provider use it: the form refuses bad fields each by name; a good one emails
+//! the provider (real SMTP) an AES-256 zip that 7-Zip opens with the password (and not without it), holding
+//! exactly the records dated in the range; the password is in no email; the disclosure is audited and listed.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::accounts::{PASSWORD, account_events, login, registered_patient, staff_session};
+use crate::helpers::{say, spawn_app};
+
+const PROVIDER: &str = "dr.lee@clinic.example";
+const ZIP_PASSWORD: &str = "Harbor-Lights-42!";
+
+/// 7-Zip's `7z`, if installed (CI installs Debian's p7zip-full and requires it).
+fn seven_zip() -> Option<&'static str> {
+    let found = Command::new("7z").arg("i").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CARESPACE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "7z (Debian p7zip-full) is required in CI"
+        );
+    }
+    found.then_some("7z")
+}
+
+fn unzip(zip: &Path, password: &str, into: &Path) -> bool {
+    Command::new("7z")
+        .arg("x")
+        .arg(format!("-p{password}"))
+        .arg(format!("-o{}", into.display()))
+        .arg("-y")
+        .arg(zip)
+        .output()
+        .expect("run 7z")
+        .status
+        .success()
+}
+
+#[tokio::test]
+async fn a_patient_sends_an_encrypted_record_for_a_date_range() {
+    let app = spawn_app("sqlite").await;
+    let mut staff = staff_session(&app).await;
+    let a = registered_patient(&app, &mut staff, "Amsel", "amsel@example.org", "1961-01-01").await;
+    let b = registered_patient(&app, &mut staff, "Brandt", "brandt@example.org", "1962-02-02").await;
+    let early = crate::health::hemoglobin(&app, &a, 11.1, "2026-01-10").await;
+    let inside = crate::health::hemoglobin(&app, &a, 13.4, "2026-09-10").await;
+    crate::health::hemoglobin(&app, &b, 15.9, "2026-09-11").await;
+    let pdf = "JVBERi0xLjQgZGVtbw==";
+    let kind = ("11506-3", "Progress note");
+    crate::health::document(&app, &a, 1, "2026-02-01T09:00:00Z", "application/pdf", pdf, kind).await;
+    let doc = crate::health::document(&app, &a, 2, "2026-08-01T09:00:00Z", "application/pdf", pdf, kind).await;
+
+    let (mut alice, _) = login(&app, "amsel@example.org", PASSWORD, "1961-01-01").await;
+    let form = alice.get("/send-record").await;
+    assert_eq!(form.status, 200, "{}", form.text());
+    let bad = alice
+        .submit(
+            &form,
+            "/send-record",
+            &[
+                ("recipient", "nobody"),
+                ("start", "2026-12-31"),
+                ("end", "2026-01-01"),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    for field in ["recipient", "end", "password"] {
+        assert!(bad.field_error(field).is_some(), "{field}: {}", bad.body);
+    }
+    assert!(!bad.body.contains("value=\"short\""), "a password is never sent back");
+    let sent = alice
+        .submit(
+            &form,
+            "/send-record",
+            &[
+                ("recipient", PROVIDER),
+                ("start", "2026-06-01"),
+                ("end", "2026-12-31"),
+                ("notes", "Please review the <b>September</b> blood count."),
+                ("password", ZIP_PASSWORD),
+                ("confirm", ZIP_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    assert!(sent.text().contains(PROVIDER));
+
+    let mail = app.smtp.wait_for(PROVIDER, 1).await;
+    assert!(mail.subject().contains("sent you health records"), "{}", mail.subject());
+    let text = mail.decoded();
+    assert!(
+        text.contains("Please review the <b>September</b> blood count."),
+        "the notes: {text}"
+    );
+    assert!(text.contains("2026-06-01") && text.contains("2026-12-31"));
+    assert!(!text.contains(ZIP_PASSWORD), "the password is never in the email");
+    let zip = mail.attachment("health-record.zip").expect("the package is attached");
+    assert!(
+        !String::from_utf8_lossy(&zip).contains("13.4"),
+        "the package is encrypted"
+    );
+
+    if seven_zip().is_none() {
+        say("7z is not installed (Debian p7zip-full): the package was not opened");
+    } else {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("health-record.zip");
+        std::fs::write(&file, &zip).unwrap();
+        assert!(
+            !unzip(&file, "Wrong-Password-1!", &dir.path().join("wrong")),
+            "a wrong password opens nothing"
+        );
+        let out = dir.path().join("open");
+        assert!(unzip(&file, ZIP_PASSWORD, &out), "7-Zip opens it with the password");
+        let bundle: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("record/everything.json")).unwrap()).unwrap();
+        let ids = |t: &str| -> Vec<String> {
+            bundle["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["resource"]["resourceType"] == t)
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            ids("Observation"),
+            vec![inside.clone()],
+            "only the results dated in the range"
+        );
+        assert_eq!(
+            ids("DocumentReference"),
+            vec![doc],
+            "only the documents dated in the range"
+        );
+        assert_eq!(ids("Patient"), vec![a.clone()]);
+        assert!(!ids("Observation").contains(&early));
+        for entry in bundle["entry"].as_array().unwrap() {
+            let resource = &entry["resource"];
+            let rtype = resource["resourceType"].as_str().unwrap();
+            let (status, _) = app.get(&format!("{rtype}/{}", resource["id"].as_str().unwrap())).await;
+            assert_eq!(status, 200, "{rtype} parses back and exists");
+        }
+        let notes = std::fs::read_to_string(out.join("notes.txt")).unwrap();
+        assert!(notes.contains("September"));
+        let summary = std::fs::read_to_string(out.join("summary.html")).unwrap();
+        assert!(
+            summary.contains("13.4") && !summary.contains("11.1"),
+            "the summary covers the range"
+        );
+        assert!(
+            out.join("documents/document-1.pdf").exists(),
+            "documents under neutral names"
+        );
+    }
+
+    // Audited as a disclosure; listed for the patient; not for another patient.
+    assert!(account_events(&app, &a).await.iter().any(|e| e == "record-sent"));
+    let (_, trail) = app.get(&format!("AuditEvent?patient={a}&_count=500")).await;
+    assert!(trail.to_string().contains(&format!("sent to {PROVIDER}")));
+    let list = alice.get("/sent-records").await;
+    assert!(list.text().contains(PROVIDER) && list.text().contains("2026-06-01 to 2026-12-31"));
+    let (mut bruno, _) = login(&app, "brandt@example.org", PASSWORD, "1962-02-02").await;
+    assert!(!bruno.get("/sent-records").await.text().contains(PROVIDER));
+}
