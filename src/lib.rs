@@ -25,6 +25,7 @@ pub mod oauth;
 pub mod ops;
 pub mod portal;
 pub mod records;
+pub mod share_link;
 pub mod sharing;
 pub mod smart;
 pub mod store;
@@ -100,6 +101,7 @@ impl AppState {
             mailer.clone(),
             clock.clone(),
             config.practice_name.clone(),
+            config.base_url.clone(),
         );
         let (key_path, create_key) = config.signing_key_path();
         let key = oauth::keys::SigningKey::load(&key_path, create_key)?;
@@ -124,6 +126,7 @@ impl AppState {
             .merge(ops::router())
             .merge(portal::router(self))
             .merge(smart::router(self))
+            .merge(share_link::router())
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
             .layer(middleware::from_fn(limit_headers))
             .layer(middleware::from_fn(log_request))

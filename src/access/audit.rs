@@ -80,6 +80,8 @@ pub enum AccountAction {
     ProxyRevoked,
     /// Send Record: part of the record disclosed to an outside provider.
     RecordSent,
+    /// A SMART Health Link's manifest was asked for (the agent is the recipient's name as the client gave it).
+    RecordRetrieved,
 }
 
 impl AccountAction {
@@ -101,6 +103,11 @@ impl AccountAction {
             AccountAction::ProxyAccepted => (ATTRS, "proxy-accepted", "Access to the record accepted"),
             AccountAction::ProxyRevoked => (ATTRS, "proxy-revoked", "Access to the record revoked"),
             AccountAction::RecordSent => (("110106", "Export"), "record-sent", "Record sent to a provider"),
+            AccountAction::RecordRetrieved => (
+                ("110106", "Export"),
+                "record-retrieved",
+                "Sent record retrieved through its SMART Health Link",
+            ),
         };
         (t, td, code, display)
     }

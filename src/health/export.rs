@@ -159,26 +159,24 @@ pub async fn summary_data(
     Ok((resource, labs, documents))
 }
 
-/// Writes the zip of the patient's whole record to `out`. Blocking writes: run on a blocking thread (`rt`
-/// runs the reads).
-pub fn write_zip<W: Write>(
+/// What a written Bundle held: its patient-data types, its documents, and the directory resources.
+pub struct Contents {
+    pub types: BTreeSet<String>,
+    pub documents: Vec<String>,
+    pub directory: Vec<Value>,
+}
+
+/// Writes the record (or the part dated in `range`) as a collection Bundle to `out`, page by page. Blocking
+/// writes: run on a blocking thread (`rt` runs the reads).
+pub fn write_bundle(
     records: &Records,
     actor: &Actor,
     patient: &str,
-    practice: &str,
-    package: Package<'_>,
+    range: Option<(&str, &str)>,
     rt: &tokio::runtime::Handle,
-    out: W,
-) -> Result<()> {
-    let mut zip = zip::ZipWriter::new_stream(out);
-    let mut options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    if let Some(password) = package.password {
-        options = options.with_aes_encryption(zip::AesMode::Aes256, password);
-    }
-    let range = package.range;
-    // 1. The Bundle, page by page; remember which types and documents there are.
-    zip.start_file("record/everything.json", options).map_err(zip_error)?;
-    zip.write_all(br#"{"resourceType":"Bundle","type":"collection","entry":["#)
+    out: &mut impl Write,
+) -> Result<Contents> {
+    out.write_all(br#"{"resourceType":"Bundle","type":"collection","entry":["#)
         .map_err(zip_error)?;
     let mut types: BTreeSet<String> = BTreeSet::new();
     let mut documents: Vec<String> = Vec::new();
@@ -186,15 +184,15 @@ pub fn write_zip<W: Write>(
     let mut directory: Vec<Value> = Vec::new();
     let mut offset = 0;
     let mut first = true;
-    let mut entry = |zip: &mut zip::ZipWriter<_>, r: &Value| -> Result<()> {
+    let mut entry = |out: &mut dyn Write, r: &Value| -> Result<()> {
         let rtype = r["resourceType"].as_str().unwrap_or("");
         let entry =
             serde_json::json!({ "fullUrl": format!("{rtype}/{}", r["id"].as_str().unwrap_or("")), "resource": r });
         if !first {
-            zip.write_all(b",").map_err(zip_error)?;
+            out.write_all(b",").map_err(zip_error)?;
         }
         first = false;
-        zip.write_all(entry.to_string().as_bytes()).map_err(zip_error)
+        out.write_all(entry.to_string().as_bytes()).map_err(zip_error)
     };
     loop {
         let resources = rt.block_on(page(records, actor, patient, range, offset, None))?;
@@ -214,7 +212,7 @@ pub fn write_zip<W: Write>(
             if rtype == "DocumentReference" {
                 documents.push(r["id"].as_str().unwrap_or("").to_owned());
             }
-            entry(&mut zip, r)?;
+            entry(out, r)?;
             types.insert(rtype);
         }
         offset += PAGE;
@@ -223,9 +221,40 @@ pub fn write_zip<W: Write>(
         }
     }
     for r in &directory {
-        entry(&mut zip, r)?;
+        entry(out, r)?;
     }
-    zip.write_all(b"]}").map_err(zip_error)?;
+    out.write_all(b"]}").map_err(zip_error)?;
+    Ok(Contents {
+        types,
+        documents,
+        directory,
+    })
+}
+
+/// Writes the zip of the patient's whole record to `out`. Blocking writes: run on a blocking thread (`rt`
+/// runs the reads).
+pub fn write_zip<W: Write>(
+    records: &Records,
+    actor: &Actor,
+    patient: &str,
+    practice: &str,
+    package: Package<'_>,
+    rt: &tokio::runtime::Handle,
+    out: W,
+) -> Result<()> {
+    let mut zip = zip::ZipWriter::new_stream(out);
+    let mut options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    if let Some(password) = package.password {
+        options = options.with_aes_encryption(zip::AesMode::Aes256, password);
+    }
+    let range = package.range;
+    // 1. The Bundle, page by page; remember which types and documents there are.
+    zip.start_file("record/everything.json", options).map_err(zip_error)?;
+    let Contents {
+        types,
+        documents,
+        directory,
+    } = write_bundle(records, actor, patient, range, rt, &mut zip)?;
     // 2. One NDJSON file per type.
     let directory_types: BTreeSet<&str> = directory.iter().filter_map(|r| r["resourceType"].as_str()).collect();
     for rtype in directory_types {

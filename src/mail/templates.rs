@@ -101,7 +101,14 @@ pub fn proxy_access(to: &str, practice: &str, patient: &str, link: &str) -> Lett
 
 /// Send Record: the letter to an outside provider that carries the encrypted package (attached by the
 /// caller). It says who sent it, for which dates, the patient's notes, and that the password comes separately.
-pub fn record_sent(to: &str, practice: &str, patient: &str, (start, end): (&str, &str), notes: &str) -> Letter {
+pub fn record_sent(
+    to: &str,
+    practice: &str,
+    patient: &str,
+    (start, end): (&str, &str),
+    notes: &str,
+    shlink: &str,
+) -> Letter {
     let subject = format!("{patient} sent you health records ({practice})");
     let intro = format!(
         "{patient}, a patient of {practice}, sent you their health records dated {start} to {end} through the {practice} patient portal."
@@ -109,10 +116,11 @@ pub fn record_sent(to: &str, practice: &str, patient: &str, (start, end): (&str,
     let password = format!(
         "The attached health-record.zip is encrypted. {patient} will give you its password separately; it is not in this email. Open it with 7-Zip or another tool that reads AES-encrypted zip files. Inside: the records as a FHIR Bundle (record/everything.json), one NDJSON file per resource type, the documents, and a readable summary (summary.html)."
     );
+    let link = "Your EHR can also fetch the same records as FHIR with this SMART Health Link (the same password is its passcode; it expires in 30 days):";
     let text = if notes.is_empty() {
-        format!("{intro}\n\n{password}\n\n{practice}\n")
+        format!("{intro}\n\n{password}\n\n{link}\n{shlink}\n\n{practice}\n")
     } else {
-        format!("{intro}\n\nNotes from {patient}:\n{notes}\n\n{password}\n\n{practice}\n")
+        format!("{intro}\n\nNotes from {patient}:\n{notes}\n\n{password}\n\n{link}\n{shlink}\n\n{practice}\n")
     };
     let html = html! {
         (maud::DOCTYPE)
@@ -125,6 +133,8 @@ pub fn record_sent(to: &str, practice: &str, patient: &str, (start, end): (&str,
                     p style="white-space: pre-wrap" { (notes) }
                 }
                 p { (password) }
+                p { (link) }
+                p style="word-break: break-all; font-family: monospace" { (shlink) }
                 p { (practice) }
             }
         }

@@ -63,6 +63,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/staff/login", get(login::show_staff).post(login::submit_staff))
         .route("/send-record", get(send_record::show).post(send_record::send))
         .route("/sent-records", get(send_record::sent))
+        .route("/sent-records/deactivate", post(send_record::deactivate))
         .route("/manage-users", get(proxies::show))
         .route("/manage-users/grant", post(proxies::grant))
         .route("/manage-users/resend", post(proxies::resend))

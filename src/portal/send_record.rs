@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -121,20 +121,51 @@ pub async fn send(State(state): State<AppState>, visitor: Visitor, PortalForm(fo
     }
 }
 
-fn list(shares: &[crate::store::accounts::ShareRow]) -> Markup {
+#[derive(Deserialize)]
+pub struct DeactivateForm {
+    id: String,
+}
+
+fn list(visitor: &Visitor, shares: &[crate::store::accounts::ShareRow], now: i64) -> Markup {
     html! {
         table.results.shares {
-            thead { tr { th { "Sent to" } th { "Dates" } th { "Sent" } } }
+            thead { tr { th { "Sent to" } th { "Dates" } th { "Sent" } th { "Link" } } }
             tbody {
                 @for s in shares {
+                    @let status = sharing::link_status(s, now);
                     tr {
                         td data-label="Sent to" { (s.recipient) }
                         td data-label="Dates" { (s.range_start) " to " (s.range_end) }
                         td data-label="Sent" { (sharing::when(s)) }
+                        td data-label="Link" {
+                            (status)
+                            @if status == "Active" {
+                                form.inline method="post" action="/sent-records/deactivate" {
+                                    input type="hidden" name="csrf" value=(visitor.csrf);
+                                    input type="hidden" name="id" value=(s.id);
+                                    button.secondary type="submit" aria-label=(format!("Deactivate the link sent to {}", s.recipient)) { "Deactivate link" }
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+pub async fn deactivate(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    PortalForm(form): PortalForm<DeactivateForm>,
+) -> Response {
+    let (_, patient) = match super::health::patient(&visitor, "/sent-records") {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    match state.sharing.deactivate(&patient, &form.id).await {
+        Ok(()) => axum::response::Redirect::to("/sent-records").into_response(),
+        Err(e) => render::failure(&e),
     }
 }
 
@@ -154,7 +185,7 @@ pub async fn sent(State(state): State<AppState>, visitor: Visitor) -> Response {
             "Health",
             "Sent records",
             html! {
-                @if shares.is_empty() { p { "Nothing has been sent from this record." } } @else { (list(&shares)) }
+                @if shares.is_empty() { p { "Nothing has been sent from this record." } } @else { (list(&visitor, &shares, state.clock.now_millis())) }
                 p { a.button href="/send-record" { "Send Record" } }
             },
         ),

@@ -1,7 +1,9 @@
 //! Send Record: a patient (or someone acting for them) sends the part of the record dated within a range, with
 //! notes, to an outside provider's email. The package is the Download zip for that range (`health::export`)
 //! with every entry AES-256 encrypted with a password the patient chooses and gives the provider separately;
-//! the server never stores the password or the package, only what was sent to whom (and an AuditEvent).
+//! the server never stores the password or the package, only what was sent to whom (and an AuditEvent). The
+//! same Bundle is offered as a SMART Health Link (`share_link`): the email carries the `shlink:/…` (never the
+//! password, which is also its passcode).
 
 use base64::Engine as _;
 
@@ -14,8 +16,9 @@ use crate::error::{Error, Issue, Result};
 use crate::health::export::{self, Package};
 use crate::mail::{Letter, Mailer, templates};
 use crate::records::Records;
+use crate::share_link;
 use crate::store::SharedStore;
-use crate::store::accounts::{MailAttachment, ShareRow};
+use crate::store::accounts::{MailAttachment, ShareLink, ShareRow};
 
 /// The longest note for the recipient.
 pub const NOTES_MAX: usize = 2000;
@@ -38,6 +41,17 @@ pub struct Sharing {
     mailer: Mailer,
     clock: Clock,
     practice: String,
+    base_url: String,
+}
+
+/// Where a sent record's link stands.
+pub fn link_status(share: &ShareRow, now: i64) -> &'static str {
+    match share.disabled {
+        Some(_) if share.failures >= share_link::MAX_FAILURES => "Locked (too many wrong passwords)",
+        Some(_) => "Deactivated",
+        None if share.expires <= now => "Expired",
+        None => "Active",
+    }
 }
 
 /// A `YYYY-MM-DD` date, or the field's message.
@@ -52,13 +66,21 @@ fn day(field: &str, label: &str, value: &str) -> std::result::Result<String, Iss
 }
 
 impl Sharing {
-    pub fn new(records: Records, store: SharedStore, mailer: Mailer, clock: Clock, practice: String) -> Self {
+    pub fn new(
+        records: Records,
+        store: SharedStore,
+        mailer: Mailer,
+        clock: Clock,
+        practice: String,
+        base_url: String,
+    ) -> Self {
         Sharing {
             records,
             store,
             mailer,
             clock,
             practice,
+            base_url,
         }
     }
 
@@ -95,23 +117,37 @@ impl Sharing {
         let patient_name = serde_json::from_str(&patient_resource.body)
             .map(|v: serde_json::Value| crate::fhir::display_name(&v))
             .unwrap_or_default();
-        let zip = {
+        // The zip, and the Bundle alone for the link (blocking writers: a blocking thread runs them).
+        let (zip, bundle) = {
             let (records, actor, patient) = (self.records.clone(), actor.clone(), patient.to_owned());
             let (practice, start, end) = (self.practice.clone(), start.clone(), end.clone());
             let (notes, password) = (form.notes.to_owned(), form.password.to_owned());
             let rt = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
-                let mut out = Vec::new();
+                let range = Some((start.as_str(), end.as_str()));
+                let mut zip = Vec::new();
                 let package = Package {
-                    range: Some((&start, &end)),
+                    range,
                     password: Some(&password),
                     notes: Some(&notes),
                 };
-                export::write_zip(&records, &actor, &patient, &practice, package, &rt, &mut out).map(|()| out)
+                export::write_zip(&records, &actor, &patient, &practice, package, &rt, &mut zip)?;
+                let mut bundle = Vec::new();
+                export::write_bundle(&records, &actor, &patient, range, &rt, &mut bundle)?;
+                Ok::<_, Error>((zip, bundle))
             })
             .await
             .map_err(|e| Error::Store(format!("building the package failed: {e}")))??
         };
+        let (link_id, key) = share_link::new_link()?;
+        let file = share_link::encrypt(&key, "application/fhir+json", &bundle)?;
+        let expires = self.clock.now_millis() + share_link::VALID_DAYS * 24 * 3600 * 1000;
+        let link = share_link::shlink(
+            &format!("{}/shl/{link_id}", self.base_url),
+            &key,
+            expires,
+            &format!("Health records of {patient_name}, {start} to {end}"),
+        );
         let sender = actor.audit_name();
         let now = self.clock.now_millis();
         let mut letter: Letter = templates::record_sent(
@@ -120,6 +156,7 @@ impl Sharing {
             &patient_name,
             (&start, &end),
             form.notes.trim(),
+            &link,
         );
         letter.attachment = Some(MailAttachment {
             name: "health-record.zip".into(),
@@ -134,8 +171,17 @@ impl Sharing {
             range_start: start.clone(),
             range_end: end.clone(),
             created: now,
+            link_id,
+            expires,
+            failures: 0,
+            disabled: None,
         };
-        self.store.save_share(&share, &letter.queued(now)).await?;
+        let stored = ShareLink {
+            share: share.clone(),
+            passcode_hash: password::hash(form.password)?,
+            file,
+        };
+        self.store.save_share(&stored, &letter.queued(now)).await?;
         self.mailer.queued();
         let what = format!(
             "Records dated {start} to {end} sent to {} ({} bytes, encrypted)",
@@ -155,6 +201,11 @@ impl Sharing {
             })
             .await?;
         Ok(share)
+    }
+
+    /// Turns off a sent record's link (the emailed zip cannot be called back).
+    pub async fn deactivate(&self, patient: &str, id: &str) -> Result<()> {
+        self.store.disable_share(id, patient, self.clock.now_millis()).await
     }
 
     /// What was sent from the record, newest first.

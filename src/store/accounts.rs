@@ -148,6 +148,21 @@ pub struct ShareRow {
     pub range_start: String,
     pub range_end: String,
     pub created: i64,
+    /// The SMART Health Link's manifest id.
+    pub link_id: String,
+    pub expires: i64,
+    /// Wrong passcodes so far.
+    pub failures: i64,
+    pub disabled: Option<i64>,
+}
+
+/// A share's SMART Health Link as the manifest endpoint needs it.
+#[derive(Debug, Clone)]
+pub struct ShareLink {
+    pub share: ShareRow,
+    pub passcode_hash: String,
+    /// The JWE of the Bundle.
+    pub file: String,
 }
 
 /// A file a letter carries.

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use self::accounts::{
-    Account, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ShareRow, ThrottleRow, TokenPurpose,
+    Account, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ShareLink, ShareRow, ThrottleRow,
+    TokenPurpose,
 };
 use self::oauth::{ClientRow, CodeRow, ConnectedApp, LaunchRow, TokenRow};
 use crate::access::Grant;
@@ -270,11 +271,19 @@ pub trait Store: Send + Sync {
 
     // Send Record (`sharing/`).
 
-    /// Records a sent package and queues the letter that carries it, in one transaction.
-    async fn save_share(&self, share: &ShareRow, mail: &OutboxMail) -> Result<()>;
+    /// Records a sent package with its link and queues the letter that carries it, in one transaction.
+    async fn save_share(&self, link: &ShareLink, mail: &OutboxMail) -> Result<()>;
 
     /// What was sent from a patient's record, newest first.
     async fn shares(&self, patient: &str) -> Result<Vec<ShareRow>>;
+
+    async fn share_link(&self, link_id: &str) -> Result<Option<ShareLink>>;
+
+    /// Counts a wrong passcode; at `max` the link is disabled. Returns the failures so far.
+    async fn share_link_failed(&self, link_id: &str, max: i64, now: i64) -> Result<i64>;
+
+    /// Deactivates a patient's link (no-op when already off).
+    async fn disable_share(&self, id: &str, patient: &str, now: i64) -> Result<()>;
 
     // Friends and family (`accounts/proxies.rs`).
 

@@ -8,7 +8,8 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::accounts::{PASSWORD, account_events, login, registered_patient, staff_session};
-use crate::helpers::{say, spawn_app};
+use crate::helpers::{TestApp, say, spawn_app};
+use crate::web::Web;
 
 const PROVIDER: &str = "dr.lee@clinic.example";
 const ZIP_PASSWORD: &str = "Harbor-Lights-42!";
@@ -167,4 +168,138 @@ async fn a_patient_sends_an_encrypted_record_for_a_date_range() {
     assert!(list.text().contains(PROVIDER) && list.text().contains("2026-06-01 to 2026-12-31"));
     let (mut bruno, _) = login(&app, "brandt@example.org", PASSWORD, "1962-02-02").await;
     assert!(!bruno.get("/sent-records").await.text().contains(PROVIDER));
+
+    // The SMART Health Link in the same email: passcode flag, expiry; the manifest from any HTTP client.
+    let (url, key, payload) = decode_shlink(&text);
+    assert_eq!(payload["flag"], "P");
+    assert!(payload["exp"].as_i64().unwrap() > 1_700_000_000);
+    let http = reqwest::Client::new();
+    let post = |body: Value| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http.post(&url).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, _) = post(serde_json::json!({"passcode": ZIP_PASSWORD})).await;
+    assert_eq!(status, 400, "a recipient is required");
+    let (status, wrong) = post(serde_json::json!({"recipient": "Dr. Lee", "passcode": "nope"})).await;
+    assert_eq!((status, wrong["remainingAttempts"].as_i64()), (401, Some(9)), "{wrong}");
+    let (status, manifest) = post(serde_json::json!({"recipient": "Dr. Lee", "passcode": ZIP_PASSWORD})).await;
+    assert_eq!(status, 200, "{manifest}");
+    assert_eq!(manifest["files"][0]["contentType"], "application/fhir+json");
+    let linked = decrypt(manifest["files"][0]["embedded"].as_str().unwrap(), &key);
+    let observations: Vec<&str> = linked["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Observation")
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(observations, vec![inside.as_str()], "the link holds the same records");
+    let (_, by_location) =
+        post(serde_json::json!({"recipient": "Dr. Lee", "passcode": ZIP_PASSWORD, "embeddedLengthMax": 10})).await;
+    let location = by_location["files"][0]["location"]
+        .as_str()
+        .expect("a location for large files");
+    let jwe = http.get(location).send().await.unwrap().text().await.unwrap();
+    assert_eq!(decrypt(&jwe, &key), linked);
+    assert!(account_events(&app, &a).await.iter().any(|e| e == "record-retrieved"));
+
+    // Wrong passcodes lock the link; a deactivated or expired one answers 404.
+    for _ in 0..9 {
+        post(serde_json::json!({"recipient": "x", "passcode": "nope"})).await;
+    }
+    let (status, _) = post(serde_json::json!({"recipient": "Dr. Lee", "passcode": ZIP_PASSWORD})).await;
+    assert_eq!(status, 404, "locked after ten wrong passcodes");
+    assert!(alice.get("/sent-records").await.text().contains("Locked"));
+    let second = send(&app, &mut alice, 2).await;
+    let (url2, _, _) = decode_shlink(&second);
+    let list = alice.get("/sent-records").await;
+    let id_marker = "name=\"id\" value=\"";
+    let start = list.body.find(id_marker).expect("a Deactivate form") + id_marker.len();
+    let id = list.body[start..].split('"').next().unwrap().to_owned();
+    let done = alice.submit(&list, "/sent-records/deactivate", &[("id", &id)]).await;
+    assert_eq!(done.status, 303);
+    let r = http
+        .post(&url2)
+        .json(&serde_json::json!({"recipient": "Dr. Lee", "passcode": ZIP_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "deactivated");
+    let third = send(&app, &mut alice, 3).await;
+    let (url3, _, _) = decode_shlink(&third);
+    app.state.clock.advance(31 * 24 * 3600 * 1000);
+    let r = http
+        .post(&url3)
+        .json(&serde_json::json!({"recipient": "Dr. Lee", "passcode": ZIP_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "expired");
+}
+
+/// Sends the same request again (the provider's `n`th email); returns the email's text.
+async fn send(app: &TestApp, web: &mut Web, n: usize) -> String {
+    let form = web.get("/send-record").await;
+    let fields = [
+        ("recipient", PROVIDER),
+        ("start", "2026-06-01"),
+        ("end", "2026-12-31"),
+        ("notes", ""),
+        ("password", ZIP_PASSWORD),
+        ("confirm", ZIP_PASSWORD),
+    ];
+    assert_eq!(web.submit(&form, "/send-record", &fields).await.status, 200);
+    app.smtp.wait_for(PROVIDER, n).await.decoded()
+}
+
+/// The manifest URL, the key and the payload of the `shlink:/…` in an email's text.
+fn decode_shlink(text: &str) -> (String, Vec<u8>, Value) {
+    use base64::Engine as _;
+    let start = text.find("shlink:/").expect("a SMART Health Link in the email") + "shlink:/".len();
+    let encoded: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let payload: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded)
+            .unwrap(),
+    )
+    .unwrap();
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload["key"].as_str().unwrap())
+        .unwrap();
+    (payload["url"].as_str().unwrap().to_owned(), key, payload)
+}
+
+/// Decrypts a compact JWE (`dir`, `A256GCM`) with RustCrypto's aes-gcm, not the server's ring.
+fn decrypt(jwe: &str, key: &[u8]) -> Value {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use base64::Engine as _;
+    let parts: Vec<&str> = jwe.split('.').collect();
+    assert_eq!(parts.len(), 5, "compact JWE");
+    let d = |p: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).unwrap();
+    let header: Value = serde_json::from_slice(&d(parts[0])).unwrap();
+    assert_eq!(
+        (header["alg"].as_str(), header["enc"].as_str()),
+        (Some("dir"), Some("A256GCM"))
+    );
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(key).unwrap();
+    let mut sealed = d(parts[3]);
+    sealed.extend(d(parts[4]));
+    let nonce: [u8; 12] = d(parts[2]).try_into().expect("a 96-bit IV");
+    let plain = cipher
+        .decrypt(
+            &aes_gcm::Nonce::from(nonce),
+            Payload {
+                msg: &sealed,
+                aad: parts[0].as_bytes(),
+            },
+        )
+        .expect("the key in the link opens the file");
+    serde_json::from_slice(&plain).unwrap()
 }

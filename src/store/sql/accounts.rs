@@ -8,8 +8,8 @@ use super::build::Sql;
 use crate::error::{Error, Result};
 use crate::store::AccountKey;
 use crate::store::accounts::{
-    Account, AccountKind, AccountToken, MailAttachment, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ShareRow,
-    ThrottleRow, TokenPurpose,
+    Account, AccountKind, AccountToken, MailAttachment, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ShareLink,
+    ShareRow, ThrottleRow, TokenPurpose,
 };
 
 const ACCOUNT_COLUMNS: &str = "id, email, kind, person, display_name, birth_date, password_hash, created, registered";
@@ -59,6 +59,22 @@ fn grant(row: &AnyRow) -> Result<ProxyGrantRow> {
         created: row.try_get(5)?,
         accepted: row.try_get(6)?,
         revoked: row.try_get(7)?,
+    })
+}
+
+fn share(r: &AnyRow) -> Result<ShareRow> {
+    Ok(ShareRow {
+        id: r.try_get(0)?,
+        patient: r.try_get(1)?,
+        sent_by: r.try_get(2)?,
+        recipient: r.try_get(3)?,
+        range_start: r.try_get(4)?,
+        range_end: r.try_get(5)?,
+        created: r.try_get(6)?,
+        link_id: r.try_get(7)?,
+        expires: r.try_get(8)?,
+        failures: r.try_get(9)?,
+        disabled: r.try_get(10)?,
     })
 }
 
@@ -302,11 +318,12 @@ impl SqlStore {
             .await
     }
 
-    pub(super) async fn save_share_tx(&self, s: &ShareRow, m: &OutboxMail) -> Result<()> {
+    pub(super) async fn save_share_tx(&self, link: &ShareLink, m: &OutboxMail) -> Result<()> {
+        let s = &link.share;
         let mut tx = self.write.begin_with(self.begin).await?;
         sqlx::query(
-            "INSERT INTO record_shares (id, patient, sent_by, recipient, range_start, range_end, created) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO record_shares (id, patient, sent_by, recipient, range_start, range_end, created, link_id, \
+             expires, failures, disabled, passcode_hash, file) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(s.id.as_str())
         .bind(s.patient.as_str())
@@ -315,6 +332,12 @@ impl SqlStore {
         .bind(s.range_start.as_str())
         .bind(s.range_end.as_str())
         .bind(s.created)
+        .bind(s.link_id.as_str())
+        .bind(s.expires)
+        .bind(s.failures)
+        .bind(s.disabled)
+        .bind(link.passcode_hash.as_str())
+        .bind(link.file.as_str())
         .execute(&mut *tx)
         .await?;
         insert_mail(&mut *tx, m).await?;
@@ -324,25 +347,55 @@ impl SqlStore {
 
     pub(super) async fn share_rows(&self, patient: &str) -> Result<Vec<ShareRow>> {
         let rows = sqlx::query(
-            "SELECT id, patient, sent_by, recipient, range_start, range_end, created FROM record_shares \
-             WHERE patient = $1 ORDER BY created DESC",
+            "SELECT id, patient, sent_by, recipient, range_start, range_end, created, link_id, expires, failures, \
+             disabled FROM record_shares WHERE patient = $1 ORDER BY created DESC",
         )
         .bind(patient)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ShareRow {
-                    id: r.try_get(0)?,
-                    patient: r.try_get(1)?,
-                    sent_by: r.try_get(2)?,
-                    recipient: r.try_get(3)?,
-                    range_start: r.try_get(4)?,
-                    range_end: r.try_get(5)?,
-                    created: r.try_get(6)?,
-                })
+        rows.iter().map(share).collect()
+    }
+
+    pub(super) async fn share_link_row(&self, link_id: &str) -> Result<Option<ShareLink>> {
+        let row = sqlx::query(
+            "SELECT id, patient, sent_by, recipient, range_start, range_end, created, link_id, expires, failures, \
+             disabled, passcode_hash, file FROM record_shares WHERE link_id = $1",
+        )
+        .bind(link_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            Ok(ShareLink {
+                share: share(&r)?,
+                passcode_hash: r.try_get(11)?,
+                file: r.try_get(12)?,
             })
-            .collect()
+        })
+        .transpose()
+    }
+
+    pub(super) async fn share_link_failed_row(&self, link_id: &str, max: i64, now: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "UPDATE record_shares SET failures = failures + 1, \
+             disabled = CASE WHEN failures + 1 >= $2 THEN COALESCE(disabled, $3) ELSE disabled END \
+             WHERE link_id = $1 RETURNING failures",
+        )
+        .bind(link_id)
+        .bind(max)
+        .bind(now)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(max))
+    }
+
+    pub(super) async fn disable_share_row(&self, id: &str, patient: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE record_shares SET disabled = COALESCE(disabled, $3) WHERE id = $1 AND patient = $2")
+            .bind(id)
+            .bind(patient)
+            .bind(now)
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     pub(super) async fn open_record_row(&self, hash: &str, patient: Option<&str>) -> Result<()> {

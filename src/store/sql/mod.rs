@@ -19,7 +19,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row as _};
 
 use super::accounts::{
-    Account, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ShareRow, ThrottleRow, TokenPurpose,
+    Account, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ShareLink, ShareRow, ThrottleRow,
+    TokenPurpose,
 };
 use super::oauth::{ClientRow, CodeRow, ConnectedApp, LaunchRow, TokenRow};
 use super::{
@@ -514,12 +515,24 @@ impl Store for SqlStore {
         self.open_record_row(hash, patient).await
     }
 
-    async fn save_share(&self, share: &ShareRow, mail: &OutboxMail) -> Result<()> {
-        self.save_share_tx(share, mail).await
+    async fn save_share(&self, link: &ShareLink, mail: &OutboxMail) -> Result<()> {
+        self.save_share_tx(link, mail).await
     }
 
     async fn shares(&self, patient: &str) -> Result<Vec<ShareRow>> {
         self.share_rows(patient).await
+    }
+
+    async fn share_link(&self, link_id: &str) -> Result<Option<ShareLink>> {
+        self.share_link_row(link_id).await
+    }
+
+    async fn share_link_failed(&self, link_id: &str, max: i64, now: i64) -> Result<i64> {
+        self.share_link_failed_row(link_id, max, now).await
+    }
+
+    async fn disable_share(&self, id: &str, patient: &str, now: i64) -> Result<()> {
+        self.disable_share_row(id, patient, now).await
     }
 
     async fn save_proxy_grant(&self, grant: &ProxyGrantRow) -> Result<()> {

@@ -1,5 +1,7 @@
--- Send Record: what a patient (or someone acting for them) sent to an outside provider. The package itself is
--- never kept: it leaves by email, encrypted with a password the server does not store.
+-- Send Record: what a patient (or someone acting for them) sent to an outside provider. The zip leaves by email,
+-- encrypted with a password the server does not store. The same content is offered as a SMART Health Link:
+-- its manifest id (random), the passcode's Argon2id hash, when it ends, wrong passcodes so far, when it was
+-- deactivated, and the file as JWE (its key is only in the link, so the server cannot read it).
 CREATE TABLE record_shares (
     id TEXT PRIMARY KEY,
     patient TEXT NOT NULL,
@@ -7,7 +9,13 @@ CREATE TABLE record_shares (
     recipient TEXT NOT NULL,
     range_start TEXT NOT NULL,
     range_end TEXT NOT NULL,
-    created BIGINT NOT NULL
+    created BIGINT NOT NULL,
+    link_id TEXT NOT NULL UNIQUE,
+    passcode_hash TEXT NOT NULL,
+    expires BIGINT NOT NULL,
+    failures BIGINT NOT NULL DEFAULT 0,
+    disabled BIGINT,
+    file TEXT NOT NULL
 );
 CREATE INDEX record_shares_patient ON record_shares (patient, created);
 

@@ -1,0 +1,254 @@
+//! SMART Health Links for Send Record (SMART Health Links IG, passcode flow). At sending, the Bundle is
+//! encrypted as a JWE (`dir`, `A256GCM`) with a fresh 256-bit key that only the link carries; the server keeps
+//! the JWE, the passcode's Argon2id hash and the counters. Outside EHRs POST the manifest URL with the
+//! recipient's name and the passcode (no session, no account; any origin) and get the file embedded, or at a
+//! location URL valid for one minute.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::hmac;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::access::audit::{AccountAction, AccountEvent};
+use crate::accounts::password;
+use crate::error::{Error, Result};
+
+/// Wrong passcodes before a link is disabled.
+pub const MAX_FAILURES: i64 = 10;
+/// How long a link works.
+pub const VALID_DAYS: i64 = 30;
+/// How long a file's location URL works.
+const LOCATION_MS: i64 = 60_000;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Store(format!("no randomness from the OS: {e}")))?;
+    Ok(bytes)
+}
+
+/// A new link's secrets: the manifest id (43 characters, 256 bits) and the file key.
+pub fn new_link() -> Result<(String, [u8; 32])> {
+    Ok((b64(&random::<32>()?), random::<32>()?))
+}
+
+/// JWE compact serialization, `dir` + `A256GCM`: header, empty key, IV, ciphertext, tag.
+pub fn encrypt(key: &[u8; 32], content_type: &str, plaintext: &[u8]) -> Result<String> {
+    let header = b64(json!({"alg": "dir", "enc": "A256GCM", "cty": content_type})
+        .to_string()
+        .as_bytes());
+    let iv = random::<12>()?;
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::Store("bad JWE key".into()))?);
+    let mut data = plaintext.to_vec();
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(header.as_bytes()),
+            &mut data,
+        )
+        .map_err(|_| Error::Store("JWE encryption failed".into()))?;
+    Ok(format!("{header}..{}.{}.{}", b64(&iv), b64(&data), b64(tag.as_ref())))
+}
+
+/// The `shlink:/…` text: the manifest URL, the key, the expiry (epoch seconds), `P` (passcode), a label.
+pub fn shlink(manifest_url: &str, key: &[u8; 32], expires_ms: i64, label: &str) -> String {
+    let label: String = label.chars().take(80).collect();
+    let payload = json!({"url": manifest_url, "key": b64(key), "exp": expires_ms / 1000, "flag": "P", "label": label});
+    format!("shlink:/{}", b64(payload.to_string().as_bytes()))
+}
+
+/// The manifest request (SMART Health Links IG).
+#[derive(Deserialize)]
+pub struct ManifestRequest {
+    #[serde(default)]
+    recipient: String,
+    #[serde(default)]
+    passcode: String,
+    #[serde(default, rename = "embeddedLengthMax")]
+    embedded_length_max: Option<usize>,
+}
+
+#[derive(Deserialize)]
+pub struct FileQuery {
+    exp: i64,
+    sig: String,
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+fn failed(e: &Error) -> Response {
+    tracing::error!(error = %e, "SMART Health Link request failed");
+    answer(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({"error": "something went wrong on our side"}),
+    )
+}
+
+fn gone() -> Response {
+    answer(
+        StatusCode::NOT_FOUND,
+        json!({"error": "This link is not active (unknown, expired or deactivated)."}),
+    )
+}
+
+/// What signs location URLs: a random key made once per process (a location outlives no restart, by
+/// design); `None` if the OS gave no randomness, and then files are only embedded.
+fn location_key() -> Option<&'static hmac::Key> {
+    static KEY: std::sync::OnceLock<Option<hmac::Key>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        random::<32>()
+            .ok()
+            .map(|bytes| hmac::Key::new(hmac::HMAC_SHA256, &bytes))
+    })
+    .as_ref()
+}
+
+/// `POST /shl/{id}`: the manifest.
+async fn manifest(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Option<Json<ManifestRequest>>,
+) -> Response {
+    let Some(Json(request)) = body else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "send JSON with recipient and passcode"}),
+        );
+    };
+    if request.recipient.trim().is_empty() {
+        return answer(StatusCode::BAD_REQUEST, json!({"error": "recipient is required"}));
+    }
+    let now = state.clock.now_millis();
+    let link = match state.store.share_link(&id).await {
+        Ok(Some(l)) if l.share.disabled.is_none() && l.share.expires > now => l,
+        Ok(_) => return gone(),
+        Err(e) => return failed(&e),
+    };
+    let ok = password::verify(&request.passcode, Some(&link.passcode_hash));
+    let recipient: String = request.recipient.chars().take(200).collect();
+    let audited = state
+        .records
+        .audit_account(&AccountEvent {
+            action: AccountAction::RecordRetrieved,
+            agent: &recipient,
+            patient: Some(&link.share.patient),
+            proxy: None,
+            disclosed: Some(&format!(
+                "Records dated {} to {} sent to {} retrieved by \"{recipient}\" through the SMART Health Link",
+                link.share.range_start, link.share.range_end, link.share.recipient
+            )),
+            success: ok,
+            address: None,
+            recorded: "",
+        })
+        .await;
+    if let Err(e) = audited {
+        return failed(&e);
+    }
+    if !ok {
+        return match state.store.share_link_failed(&id, MAX_FAILURES, now).await {
+            Ok(failures) => answer(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "wrong passcode", "remainingAttempts": (MAX_FAILURES - failures).max(0)}),
+            ),
+            Err(e) => failed(&e),
+        };
+    }
+    let too_long = request.embedded_length_max.is_some_and(|max| link.file.len() > max);
+    let file = if let Some(key) = location_key().filter(|_| too_long) {
+        let exp = now + LOCATION_MS;
+        let sig = b64(hmac::sign(key, format!("{id}|{exp}").as_bytes()).as_ref());
+        let location = format!("{}/shl/{id}/file?exp={exp}&sig={sig}", state.config.base_url);
+        json!({"contentType": "application/fhir+json", "location": location})
+    } else {
+        json!({"contentType": "application/fhir+json", "embedded": link.file})
+    };
+    answer(StatusCode::OK, json!({"files": [file]}))
+}
+
+/// `GET /shl/{id}/file?exp&sig`: a file by its short-lived location.
+async fn file(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<FileQuery>) -> Response {
+    let now = state.clock.now_millis();
+    let valid = q.exp > now
+        && location_key().is_some_and(|key| {
+            let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&q.sig)
+                .unwrap_or_default();
+            hmac::verify(key, format!("{id}|{}", q.exp).as_bytes(), &sig).is_ok()
+        });
+    if !valid {
+        return gone();
+    }
+    match state.store.share_link(&id).await {
+        Ok(Some(l)) if l.share.disabled.is_none() && l.share.expires > now => (
+            [
+                (header::CONTENT_TYPE, "application/jose"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            l.file,
+        )
+            .into_response(),
+        Ok(_) => gone(),
+        Err(e) => failed(&e),
+    }
+}
+
+/// The machine routes, open to any origin (no cookies are read).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/shl/{id}", post(manifest))
+        .route("/shl/{id}/file", get(file))
+        .layer(crate::smart::cors())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwe_has_five_parts_and_a_dir_header() {
+        let key = [1u8; 32];
+        let jwe = encrypt(&key, "application/fhir+json", b"{}").unwrap();
+        let parts: Vec<&str> = jwe.split('.').collect();
+        assert_eq!(parts.len(), 5);
+        assert!(parts[1].is_empty());
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(parts[0])
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (header["alg"].as_str(), header["enc"].as_str()),
+            (Some("dir"), Some("A256GCM"))
+        );
+        assert_ne!(
+            jwe,
+            encrypt(&key, "application/fhir+json", b"{}").unwrap(),
+            "a fresh IV each time"
+        );
+        let link = shlink("https://x/shl/abc", &key, 1_800_000_000_000, &"L".repeat(100));
+        let payload: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(link.trim_start_matches("shlink:/"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(payload["flag"], "P");
+        assert_eq!(payload["exp"], 1_800_000_000);
+        assert_eq!(payload["label"].as_str().unwrap().len(), 80);
+    }
+}
