@@ -116,7 +116,7 @@ pub fn record_sent(
     let password = format!(
         "The attached health-record.zip is encrypted. {patient} will give you its password separately; it is not in this email. Open it with 7-Zip or another tool that reads AES-encrypted zip files. Inside: the records as a FHIR Bundle (record/everything.json), one NDJSON file per resource type, the documents, and a readable summary (summary.html)."
     );
-    let link = "Your EHR can also fetch the same records as FHIR with this SMART Health Link (the same password is its passcode; it expires in 30 days):";
+    let link = "Your EHR can also fetch the same records as FHIR with this SMART Health Link (the same password is its passcode; it expires in 30 days), or you can open them in your browser at this address:";
     let text = if notes.is_empty() {
         format!("{intro}\n\n{password}\n\n{link}\n{shlink}\n\n{practice}\n")
     } else {

@@ -63,6 +63,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/staff/login", get(login::show_staff).post(login::submit_staff))
         .route("/send-record", get(send_record::show).post(send_record::send))
         .route("/sent-records", get(send_record::sent))
+        .route("/shl/view", get(send_record::viewer))
         .route("/sent-records/deactivate", post(send_record::deactivate))
         .route("/manage-users", get(proxies::show))
         .route("/manage-users/grant", post(proxies::grant))
@@ -83,6 +84,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/assets/portal.js",
             get(|| asset("text/javascript", include_str!("assets/portal.js"))),
+        )
+        .route(
+            "/assets/shl-viewer.js",
+            get(|| asset("text/javascript", include_str!("assets/shl-viewer.js"))),
         )
         .route(
             "/assets/smart-style.json",

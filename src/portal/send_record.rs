@@ -169,6 +169,40 @@ pub async fn deactivate(
     }
 }
 
+/// `/shl/view#shlink:/…`: the viewer for people without an EHR (the work is `assets/shl-viewer.js`).
+pub async fn viewer(State(state): State<AppState>, visitor: Visitor) -> Response {
+    render::respond(
+        StatusCode::OK,
+        render::page(
+            &Chrome {
+                practice: &state.config.practice_name,
+                signed_in: None,
+                csrf: &visitor.csrf,
+            },
+            "Shared health records",
+            html! {
+                script src="/assets/shl-viewer.js" defer {}
+                p #shl-label {}
+                noscript { p { "This page needs JavaScript: the records are decrypted here, in your browser, with the key in the link, which never reaches our server." } }
+                form.stack #shl-unlock {
+                    div.field {
+                        label for="shl-recipient" { "Your name or organization" }
+                        input #shl-recipient type="text" required autocomplete="organization";
+                    }
+                    div.field {
+                        label for="shl-passcode" { "Password" }
+                        input #shl-passcode type="password" required autocomplete="off";
+                        p.hint { "The patient gives you the password separately." }
+                    }
+                    button type="submit" { "Open records" }
+                }
+                p #shl-status role="status" aria-live="polite" {}
+                section #shl-records hidden {}
+            },
+        ),
+    )
+}
+
 pub async fn sent(State(state): State<AppState>, visitor: Visitor) -> Response {
     let (_, patient) = match super::health::patient(&visitor, "/sent-records") {
         Ok(p) => p,

@@ -156,7 +156,8 @@ impl Sharing {
             &patient_name,
             (&start, &end),
             form.notes.trim(),
-            &link,
+            // The viewer's address with the link in its fragment: EHRs read the `shlink:/` part, people open it.
+            &format!("{}/shl/view#{link}", self.base_url),
         );
         letter.attachment = Some(MailAttachment {
             name: "health-record.zip".into(),

@@ -183,6 +183,19 @@ async fn a_patient_uses_the_health_tab_in_a_browser_with_no_accessibility_violat
         ],
     )
     .await;
+    // The walk sent the record to a provider: they open its SMART Health Link in the viewer.
+    let mail = app.smtp.wait_for("dr.lee@clinic.example", 1).await;
+    let viewer = mail.link(&format!("{}/shl/view#shlink:/", app.origin));
+    walk(
+        "shl-viewer.mjs",
+        &[
+            ("VIEWER_URL", viewer),
+            ("PASSCODE", "Harbor-Lights-42!".into()),
+            ("EXPECTED_TEXT", "Hemoglobin: 12.9 g/dL".into()),
+            ("SCREENSHOT_DIR", shots.display().to_string()),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
