@@ -189,7 +189,12 @@ async fn a_patient_sends_an_encrypted_record_for_a_date_range() {
     let (status, manifest) = post(serde_json::json!({"recipient": "Dr. Lee", "passcode": ZIP_PASSWORD})).await;
     assert_eq!(status, 200, "{manifest}");
     assert_eq!(manifest["files"][0]["contentType"], "application/fhir+json");
-    let linked = decrypt(manifest["files"][0]["embedded"].as_str().unwrap(), &key);
+    let embedded = manifest["files"][0]["embedded"].as_str().unwrap();
+    let linked = decrypt(embedded, &key);
+    match jwcrypto_decrypt(embedded, &payload["key"]) {
+        Some(by_jwcrypto) => assert_eq!(by_jwcrypto, linked, "Python's jwcrypto reads the same Bundle"),
+        None => say("Python's jwcrypto is not installed: the JWE was checked with aes-gcm only"),
+    }
     let observations: Vec<&str> = linked["entry"]
         .as_array()
         .unwrap()
@@ -274,6 +279,37 @@ fn decode_shlink(text: &str) -> (String, Vec<u8>, Value) {
         .decode(payload["key"].as_str().unwrap())
         .unwrap();
     (payload["url"].as_str().unwrap().to_owned(), key, payload)
+}
+
+/// Decrypts a compact JWE with Python's jwcrypto (a JOSE library independent of ours), when installed (CI
+/// installs it and requires it).
+fn jwcrypto_decrypt(jwe: &str, key: &Value) -> Option<Value> {
+    use std::io::Write as _;
+    let script = "import sys\nfrom jwcrypto import jwe, jwk\n\
+                  token = jwe.JWE()\n\
+                  token.deserialize(sys.stdin.read(), key=jwk.JWK(kty='oct', k=sys.argv[1]))\n\
+                  sys.stdout.write(token.payload.decode())\n";
+    let available = Command::new("python3")
+        .args(["-c", "import jwcrypto"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(
+            std::env::var("CARESPACE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "Python's jwcrypto is required in CI"
+        );
+        return None;
+    }
+    let mut child = Command::new("python3")
+        .args(["-c", script, key.as_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(jwe.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "jwcrypto could not decrypt the file");
+    Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
 /// Decrypts a compact JWE (`dir`, `A256GCM`) with RustCrypto's aes-gcm, not the server's ring.
