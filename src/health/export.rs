@@ -159,11 +159,41 @@ pub async fn summary_data(
     Ok((resource, labs, documents))
 }
 
-/// What a written Bundle held: its patient-data types, its documents, and the directory resources.
+/// What a written Bundle held: its patient-data types, its documents, the directory resources, and (for a
+/// range) the files of its documents.
 pub struct Contents {
     pub types: BTreeSet<String>,
     pub documents: Vec<String>,
     pub directory: Vec<Value>,
+    pub binaries: BTreeSet<String>,
+}
+
+/// Whether a resource carries a clinical date (the same search parameters `$everything`'s range reads).
+fn dated(records: &Records, r: &Value) -> bool {
+    let rtype = r["resourceType"].as_str().unwrap_or("");
+    crate::fhir::extract::index(records.registry(), rtype, r, records.base())
+        .iter()
+        .any(|e| crate::store::CLINICAL_DATE_PARAMS.contains(&e.param.as_str()))
+}
+
+/// For a package limited to a range: `$everything` keeps undated resources, a range package does not (the
+/// patient chose dates); the Patient stays, and a file only with a document in the range.
+fn in_range_package(records: &Records, r: &Value, binaries: &BTreeSet<String>) -> bool {
+    match r["resourceType"].as_str().unwrap_or("") {
+        "Patient" => true,
+        "Binary" => binaries.contains(r["id"].as_str().unwrap_or("")),
+        _ => dated(records, r),
+    }
+}
+
+/// The Binary ids a DocumentReference's attachments point at.
+fn files_of(document: &Value) -> impl Iterator<Item = String> + '_ {
+    document["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["attachment"]["url"].as_str())
+        .filter_map(|u| u.rsplit_once("Binary/").map(|(_, id)| id.to_owned()))
 }
 
 /// Writes the record (or the part dated in `range`) as a collection Bundle to `out`, page by page. Blocking
@@ -182,6 +212,9 @@ pub fn write_bundle(
     let mut documents: Vec<String> = Vec::new();
     // Who treated the patient, where: few, referenced from many pages; kept once, written at the end.
     let mut directory: Vec<Value> = Vec::new();
+    // A range package holds files back until it knows which documents are in it.
+    let mut held: Vec<Value> = Vec::new();
+    let mut binaries: BTreeSet<String> = BTreeSet::new();
     let mut offset = 0;
     let mut first = true;
     let mut entry = |out: &mut dyn Write, r: &Value| -> Result<()> {
@@ -209,8 +242,16 @@ pub fn write_bundle(
                 continue;
             }
             in_compartment += 1;
+            if range.is_some() && rtype == "Binary" {
+                held.push(r.clone());
+                continue;
+            }
+            if range.is_some() && !in_range_package(records, r, &binaries) {
+                continue;
+            }
             if rtype == "DocumentReference" {
                 documents.push(r["id"].as_str().unwrap_or("").to_owned());
+                binaries.extend(files_of(r));
             }
             entry(out, r)?;
             types.insert(rtype);
@@ -220,6 +261,13 @@ pub fn write_bundle(
             break;
         }
     }
+    for r in held
+        .iter()
+        .filter(|r| binaries.contains(r["id"].as_str().unwrap_or("")))
+    {
+        entry(out, r)?;
+        types.insert("Binary".to_owned());
+    }
     for r in &directory {
         entry(out, r)?;
     }
@@ -228,6 +276,7 @@ pub fn write_bundle(
         types,
         documents,
         directory,
+        binaries,
     })
 }
 
@@ -254,6 +303,7 @@ pub fn write_zip<W: Write>(
         types,
         documents,
         directory,
+        binaries,
     } = write_bundle(records, actor, patient, range, rt, &mut zip)?;
     // 2. One NDJSON file per type.
     let directory_types: BTreeSet<&str> = directory.iter().filter_map(|r| r["resourceType"].as_str()).collect();
@@ -275,12 +325,16 @@ pub fn write_zip<W: Write>(
                 .iter()
                 .filter(|r| r["resourceType"] == rtype.as_str())
                 .collect();
-            for r in &of_type {
+            let fetched = of_type.len() as i64;
+            for r in of_type
+                .into_iter()
+                .filter(|r| range.is_none() || in_range_package(records, r, &binaries))
+            {
                 zip.write_all(r.to_string().as_bytes()).map_err(zip_error)?;
                 zip.write_all(b"\n").map_err(zip_error)?;
             }
             offset += PAGE;
-            if (of_type.len() as i64) < PAGE {
+            if fetched < PAGE {
                 break;
             }
         }

@@ -56,7 +56,7 @@ fn form_page(state: &AppState, visitor: &Visitor, typed: &Form, problems: &Probl
                     div.field.invalid[notes_error.is_some()] {
                         label for="notes" { "Notes for the recipient (optional)" }
                         textarea #notes name="notes" rows="5" maxlength=(NOTES_MAX) aria-describedby="notes-hint" { (typed.notes) }
-                        p.hint #notes-hint { "Up to " (NOTES_MAX) " characters." }
+                        p.hint #notes-hint { "Up to " (NOTES_MAX) " characters. The notes are written in the email itself (and in the encrypted file)." }
                         @if let Some(e) = notes_error { p.error #notes-error { (e) } }
                     }
                     p.hint { "A password for security and encryption purposes:" }

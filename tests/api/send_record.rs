@@ -51,6 +51,10 @@ async fn a_patient_sends_an_encrypted_record_for_a_date_range() {
     let pdf = "JVBERi0xLjQgZGVtbw==";
     let kind = ("11506-3", "Progress note");
     crate::health::document(&app, &a, 1, "2026-02-01T09:00:00Z", "application/pdf", pdf, kind).await;
+    // Undated: a payer's coverage is in the record but in no date range.
+    app.create(serde_json::json!({"resourceType": "Coverage", "status": "active",
+        "beneficiary": {"reference": format!("Patient/{a}")}, "payor": [{"display": "Acme Health"}]}))
+        .await;
     let doc = crate::health::document(&app, &a, 2, "2026-08-01T09:00:00Z", "application/pdf", pdf, kind).await;
 
     let (mut alice, _) = login(&app, "amsel@example.org", PASSWORD, "1961-01-01").await;
@@ -140,6 +144,11 @@ async fn a_patient_sends_an_encrypted_record_for_a_date_range() {
             "only the documents dated in the range"
         );
         assert_eq!(ids("Patient"), vec![a.clone()]);
+        assert_eq!(ids("Binary").len(), 1, "only the file of the document in the range");
+        assert!(
+            ids("RelatedPerson").is_empty() && ids("Coverage").is_empty(),
+            "nothing undated"
+        );
         assert!(!ids("Observation").contains(&early));
         for entry in bundle["entry"].as_array().unwrap() {
             let resource = &entry["resource"];
@@ -203,6 +212,13 @@ async fn a_patient_sends_an_encrypted_record_for_a_date_range() {
         .map(|e| e["resource"]["id"].as_str().unwrap())
         .collect();
     assert_eq!(observations, vec![inside.as_str()], "the link holds the same records");
+    let binaries = linked["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Binary")
+        .count();
+    assert_eq!(binaries, 1, "the link carries only the in-range document's file");
     let (_, by_location) =
         post(serde_json::json!({"recipient": "Dr. Lee", "passcode": ZIP_PASSWORD, "embeddedLengthMax": 10})).await;
     let location = by_location["files"][0]["location"]
