@@ -253,20 +253,10 @@ impl Accounts {
                 registered: None,
             })
         };
-        let token = secret::token()?;
-        let link = format!("{}/register?token={token}", self.base_url);
-        let letter = templates::invite(&account.email, &self.practice, &link, INVITE_VALID_DAYS);
-        let row = AccountToken {
-            hash: secret::hash(&token),
-            account_id: account.id.clone(),
-            purpose: TokenPurpose::Invite,
-            created: now,
-            expires: now + INVITE_VALID_DAYS * 24 * 60 * MINUTE,
-            used: None,
-            superseded: None,
-        };
-        self.store.issue_token(&account, &row, &letter.queued(now)).await?;
-        self.mailer.queued();
+        self.send_invitation(&account, |link| {
+            templates::invite(&account.email, &self.practice, link, INVITE_VALID_DAYS)
+        })
+        .await?;
         self.throttle
             .count(&format!("invite:{by_name}"), throttle::INVITE)
             .await?;
@@ -283,6 +273,26 @@ impl Accounts {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no invitation for Patient/{patient_id}")))?;
         self.invite(by, patient_id, &account.email, address).await
+    }
+
+    /// Saves the account with a new registration link (4 days, single use; open ones are replaced) and queues
+    /// the letter `write` makes around the link, in one transaction.
+    async fn send_invitation(&self, account: &Account, write: impl FnOnce(&str) -> crate::mail::Letter) -> Result<()> {
+        let token = secret::token()?;
+        let now = self.clock.now_millis();
+        let letter = write(&format!("{}/register?token={token}", self.base_url));
+        let row = AccountToken {
+            hash: secret::hash(&token),
+            account_id: account.id.clone(),
+            purpose: TokenPurpose::Invite,
+            created: now,
+            expires: now + INVITE_VALID_DAYS * 24 * 60 * MINUTE,
+            used: None,
+            superseded: None,
+        };
+        self.store.issue_token(account, &row, &letter.queued(now)).await?;
+        self.mailer.queued();
+        Ok(())
     }
 
     /// The accounts (with their newest invitation) of these patients, for the staff page.

@@ -7,13 +7,13 @@
 use serde_json::{Value, json};
 
 use super::identity::{BirthDate, Email};
-use super::{Accounts, INVITE_VALID_DAYS, MINUTE, SignedIn, secret, throttle};
+use super::{Accounts, INVITE_VALID_DAYS, SignedIn, throttle};
 use crate::access::Actor;
 use crate::access::audit::{AccountAction, AccountEvent};
 use crate::error::{Error, Result};
 use crate::mail::templates;
 use crate::store::AccountKey;
-use crate::store::accounts::{Account, AccountKind, AccountToken, ProxyGrantRow, TokenPurpose};
+use crate::store::accounts::{Account, AccountKind, ProxyGrantRow};
 
 /// Relationships a patient can pick (HL7 v3 RoleCode).
 pub const RELATIONSHIPS: &[(&str, &str)] = &[
@@ -236,7 +236,6 @@ impl Accounts {
     /// account that can sign in already, word that a record is waiting.
     async fn tell_proxy(&self, account: &Account, grant: &ProxyGrantRow) -> Result<()> {
         let patient = &grant.patient_name;
-        let now = self.clock.now_millis();
         // An account that can sign in (or a patient's, whose own invitation link must stay as it is) is told
         // to log in; the grant opens at that login.
         if account.registered.is_some() || account.kind == AccountKind::Patient {
@@ -246,24 +245,15 @@ impl Accounts {
                 patient,
                 &format!("{}/login", self.base_url),
             );
-            self.store.enqueue_mail(&letter.queued(now)).await?;
+            self.store.enqueue_mail(&letter.queued(self.clock.now_millis())).await?;
+            self.mailer.queued();
+            Ok(())
         } else {
-            let token = secret::token()?;
-            let link = format!("{}/register?token={token}", self.base_url);
-            let letter = templates::proxy_invite(&account.email, &self.practice, patient, &link, INVITE_VALID_DAYS);
-            let row = AccountToken {
-                hash: secret::hash(&token),
-                account_id: account.id.clone(),
-                purpose: TokenPurpose::Invite,
-                created: now,
-                expires: now + INVITE_VALID_DAYS * 24 * 60 * MINUTE,
-                used: None,
-                superseded: None,
-            };
-            self.store.issue_token(account, &row, &letter.queued(now)).await?;
+            self.send_invitation(account, |link| {
+                templates::proxy_invite(&account.email, &self.practice, patient, link, INVITE_VALID_DAYS)
+            })
+            .await
         }
-        self.mailer.queued();
-        Ok(())
     }
 
     /// The patient's name, read as the patient granting access.
