@@ -41,7 +41,7 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// Sender of the portal's email.
     pub mail_from: String,
-    /// PEM file of the RS256 key that signs ID tokens; empty: `<data>/oauth-signing-key.pem`, made on first start.
+    /// PEM file of the RS256 key that signs ID tokens; empty: one kept in the database, made on first start.
     pub signing_key: PathBuf,
     /// The practice's name, shown in the portal header and in every email.
     pub practice_name: String,
@@ -234,13 +234,9 @@ impl Config {
         }
     }
 
-    /// The signing key file in force, and whether it may be created (only the default one is).
-    pub fn signing_key_path(&self) -> (PathBuf, bool) {
-        if self.signing_key.as_os_str().is_empty() {
-            (self.data_dir.join("oauth-signing-key.pem"), true)
-        } else {
-            (self.signing_key.clone(), false)
-        }
+    /// The configured signing key file, if any (else the key lives in the database).
+    pub fn signing_key_file(&self) -> Option<&std::path::Path> {
+        Some(self.signing_key.as_path()).filter(|p| !p.as_os_str().is_empty())
     }
 
     /// Whether the portal is served over https (cookies are then `Secure`).

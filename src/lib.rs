@@ -67,6 +67,8 @@ pub struct AppState {
     pub clock: Clock,
     /// `/fhir/metadata`, made once: it depends only on this build's definitions.
     pub capability_statement: Arc<str>,
+    /// Signs SMART Health Link file locations (shared by every process on the database).
+    pub link_key: ring::hmac::Key,
 }
 
 impl AppState {
@@ -103,9 +105,9 @@ impl AppState {
             config.practice_name.clone(),
             config.base_url.clone(),
         );
-        let (key_path, create_key) = config.signing_key_path();
-        let key = oauth::keys::SigningKey::load(&key_path, create_key)?;
+        let key = oauth::keys::SigningKey::load(config.signing_key_file(), &store, clock.now_millis()).await?;
         let oauth = OAuth::new(store.clone(), clock.clone(), &config.base_url, key);
+        let link_key = share_link::location_key(&store, clock.now_millis()).await?;
         Ok(AppState {
             config: Arc::new(config),
             store,
@@ -117,6 +119,7 @@ impl AppState {
             sharing,
             clock,
             capability_statement,
+            link_key,
         })
     }
 

@@ -1,6 +1,6 @@
-//! The server's RS256 signing key for ID tokens: loaded from a configured PEM file, or generated on first start
-//! into the data folder (readable by the owner only) so that it survives restarts. Its public half is
-//! published as a JWKS.
+//! The server's RS256 signing key for ID tokens: read from a configured PEM file, or else kept in the database
+//! (made by the first process to start, shared by every process on that database, so a node behind a load
+//! balancer signs with the same key the others publish). Its public half is published as a JWKS.
 
 use std::path::Path;
 
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::store::SharedStore;
 
 pub struct SigningKey {
     pub kid: String,
@@ -21,22 +22,20 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// Loads the PEM (PKCS#1 or PKCS#8) at `path`, creating a new 2048-bit key there when `create` and it is absent.
-    pub fn load(path: &Path, create: bool) -> Result<SigningKey> {
-        let fail = |what: String| Error::Store(format!("signing key {}: {what}", path.display()));
-        if !path.exists() && create {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-            }
-            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).map_err(|e| fail(e.to_string()))?;
-            let pem = key
-                .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
-                .map_err(|e| fail(e.to_string()))?;
-            write_private(path, pem.as_bytes()).map_err(|e| fail(e.to_string()))?;
-        }
-        let pem = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let key = rsa::RsaPrivateKey::from_pkcs1_pem(&pem)
-            .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(&pem))
+    /// The key in the PEM file at `path` (PKCS#1 or PKCS#8) when one is configured, else the database's.
+    pub async fn load(path: Option<&Path>, store: &SharedStore, now: i64) -> Result<SigningKey> {
+        let pem = match path {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| Error::Store(format!("signing key {}: {e}", path.display())))?,
+            None => store.shared_secret("oauth-signing-key", Box::new(new_pem), now).await?,
+        };
+        SigningKey::from_pem(&pem)
+    }
+
+    pub fn from_pem(pem: &str) -> Result<SigningKey> {
+        let fail = |what: String| Error::Store(format!("signing key: {what}"));
+        let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem)
+            .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(pem))
             .map_err(|e| fail(format!("not an RSA private key in PEM: {e}")))?;
         let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let n = b64(key.n().to_bytes_be());
@@ -62,17 +61,12 @@ impl SigningKey {
     }
 }
 
-/// Writes a secret file that only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+/// A new 2048-bit RSA key as PKCS#1 PEM.
+fn new_pem() -> Result<String> {
+    let fail = |e: String| Error::Store(format!("signing key: {e}"));
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).map_err(|e| fail(e.to_string()))?;
+    Ok(key
+        .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
+        .map_err(|e| fail(e.to_string()))?
+        .to_string())
 }

@@ -104,16 +104,15 @@ fn gone() -> Response {
     )
 }
 
-/// What signs location URLs: a random key made once per process (a location outlives no restart, by
-/// design); `None` if the OS gave no randomness, and then files are only embedded.
-fn location_key() -> Option<&'static hmac::Key> {
-    static KEY: std::sync::OnceLock<Option<hmac::Key>> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| {
-        random::<32>()
-            .ok()
-            .map(|bytes| hmac::Key::new(hmac::HMAC_SHA256, &bytes))
-    })
-    .as_ref()
+/// What signs location URLs: a random key kept in the database, so a location made by one server process
+/// works at any other behind the same load balancer.
+pub async fn location_key(store: &crate::store::SharedStore, now: i64) -> Result<hmac::Key> {
+    let make = Box::new(|| Ok(b64(&random::<32>()?)));
+    let secret = store.shared_secret("shl-location-key", make, now).await?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(secret)
+        .map_err(|e| Error::Store(format!("shl-location-key: {e}")))?;
+    Ok(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
 }
 
 /// `POST /shl/{id}`: the manifest.
@@ -168,9 +167,9 @@ async fn manifest(
         };
     }
     let too_long = request.embedded_length_max.is_some_and(|max| link.file.len() > max);
-    let file = if let Some(key) = location_key().filter(|_| too_long) {
+    let file = if too_long {
         let exp = now + LOCATION_MS;
-        let sig = b64(hmac::sign(key, format!("{id}|{exp}").as_bytes()).as_ref());
+        let sig = b64(hmac::sign(&state.link_key, format!("{id}|{exp}").as_bytes()).as_ref());
         let location = format!("{}/shl/{id}/file?exp={exp}&sig={sig}", state.config.base_url);
         json!({"contentType": "application/fhir+json", "location": location})
     } else {
@@ -183,12 +182,9 @@ async fn manifest(
 async fn file(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<FileQuery>) -> Response {
     let now = state.clock.now_millis();
     let valid = q.exp > now
-        && location_key().is_some_and(|key| {
-            let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(&q.sig)
-                .unwrap_or_default();
-            hmac::verify(key, format!("{id}|{}", q.exp).as_bytes(), &sig).is_ok()
-        });
+        && base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&q.sig)
+            .is_ok_and(|sig| hmac::verify(&state.link_key, format!("{id}|{}", q.exp).as_bytes(), &sig).is_ok());
     if !valid {
         return gone();
     }

@@ -190,6 +190,9 @@ pub struct HistoryQuery {
 }
 
 /// Narrow storage interface; patient data goes in and out only with a [`Grant`].
+/// Makes a new secret value (see [`Store::shared_secret`]).
+pub type MakeSecret = Box<dyn FnOnce() -> Result<String> + Send>;
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Engine name for logs and metrics (`sqlite` or `postgres`).
@@ -200,6 +203,10 @@ pub trait Store: Send + Sync {
 
     /// Cheap round trip, for `/readyz`.
     async fn ping(&self) -> Result<()>;
+
+    /// The shared secret called `name`; when there is none yet, `make`'s is stored (the first process to start
+    /// wins a race) and every process on this database gets the same one.
+    async fn shared_secret(&self, name: &str, make: MakeSecret, now: i64) -> Result<String>;
 
     /// The current head of a resource: the version to write against, and whether the grant may see it (the
     /// caller must answer "not found" for one it may not, before anything else reveals it exists).

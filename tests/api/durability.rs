@@ -1,63 +1,12 @@
 //! Acknowledged writes survive `kill -9`: the real server process is killed in the middle of concurrent
 //! creates and updates, restarted, and every write it answered 2xx to is there with its version history.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{engines, new_database, system_token};
-
-fn start(dir: &std::path::Path, database_url: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_carespace"))
-        .arg("serve")
-        .env("CARESPACE_DATA_DIR", dir)
-        .env("CARESPACE_DATABASE_URL", database_url)
-        .env("CARESPACE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CARESPACE_BASE_URL", format!("http://127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start carespace")
-}
-
-async fn wait_ready(client: &reqwest::Client, port: u16) {
-    for _ in 0..200 {
-        if client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server on port {port} did not become ready");
-}
-
-/// A client that sends a backend service's token and gives up on a dead server after 10 s.
-fn authorized(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use crate::helpers::{authorized, engines, free_port, new_database, start_server, system_token, wait_ready};
 
 /// (id, version, marker) of each acknowledged write.
 type Acked = Arc<Mutex<Vec<(String, i64, i64)>>>;
@@ -117,7 +66,7 @@ async fn acknowledged_writes_survive_kill_9() {
         let acked: Acked = Arc::default();
         for round in 0..3u64 {
             let port = free_port();
-            let mut server = start(dir.path(), &database_url, port);
+            let mut server = start_server(dir.path(), &database_url, port, &[]);
             wait_ready(&probe, port).await;
             if round == 0 {
                 client =
@@ -142,7 +91,7 @@ async fn acknowledged_writes_survive_kill_9() {
             }
         }
         let port = free_port();
-        let mut server = start(dir.path(), &database_url, port);
+        let mut server = start_server(dir.path(), &database_url, port, &[]);
         wait_ready(&client, port).await;
         let base = format!("http://127.0.0.1:{port}/fhir");
         let acked = acked.lock().unwrap().clone();

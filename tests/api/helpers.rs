@@ -301,3 +301,57 @@ pub fn interop_dir() -> Option<std::path::PathBuf> {
         }
     }
 }
+
+/// Starts `carespace serve` as its own process on `port` (logging warnings only); `env` adds or overrides
+/// settings.
+pub fn start_server(dir: &std::path::Path, database_url: &str, port: u16, env: &[(&str, &str)]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_carespace"))
+        .arg("serve")
+        .env("CARESPACE_DATA_DIR", dir)
+        .env("CARESPACE_DATABASE_URL", database_url)
+        .env("CARESPACE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CARESPACE_BASE_URL", format!("http://127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start carespace")
+}
+
+/// Waits until the server on `port` answers `/readyz`.
+pub async fn wait_ready(client: &reqwest::Client, port: u16) {
+    for _ in 0..200 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("server on port {port} did not become ready");
+}
+
+/// A client that sends a backend service's token and gives up on a dead server after 10 s.
+pub fn authorized(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}

@@ -12,6 +12,7 @@ mod interop;
 mod messages;
 mod proxies;
 mod rest;
+mod scale_out;
 mod search;
 mod send_record;
 mod smart;

@@ -250,9 +250,10 @@ async fn standalone_launch_with_pkce_refresh_and_id_token() {
         openidconnect::IssuerUrl::new(fhir_base.clone()).unwrap(),
         jwks,
     );
-    // The signing key lives in the data folder, so a restart keeps it (and tokens already issued stay valid).
-    let reloaded =
-        carespace::oauth::keys::SigningKey::load(&app.dir.path().join("oauth-signing-key.pem"), false).unwrap();
+    // The signing key lives in the database, so a restart (or another server process) keeps it.
+    let reloaded = carespace::oauth::keys::SigningKey::load(None, &app.state.store, 0)
+        .await
+        .unwrap();
     let published: Value = get_json(&http(), discovery["jwks_uri"].as_str().unwrap()).await;
     assert_eq!(published["keys"][0]["kid"], reloaded.kid.as_str());
     let id_token: openidconnect::core::CoreIdToken = token.extra_fields().id_token.as_deref().unwrap().parse().unwrap();

@@ -24,8 +24,8 @@ use super::accounts::{
 };
 use super::oauth::{ClientRow, CodeRow, ConnectedApp, LaunchRow, TokenRow};
 use super::{
-    AccountKey, CLINICAL_DATE_PARAMS, CompartmentFilter, Head, HistoryQuery, Query, Row, SharedStore, Store,
-    VersionWrite,
+    AccountKey, CLINICAL_DATE_PARAMS, CompartmentFilter, Head, HistoryQuery, MakeSecret, Query, Row, SharedStore,
+    Store, VersionWrite,
 };
 use crate::access::Grant;
 use crate::error::{Error, Result};
@@ -228,6 +228,30 @@ impl Store for SqlStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
+    }
+
+    async fn shared_secret(&self, name: &str, make: MakeSecret, now: i64) -> Result<String> {
+        let stored = |pool| async move {
+            sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await
+        };
+        if let Some(row) = stored(&self.write).await? {
+            return Ok(row.try_get("value")?);
+        }
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(make()?)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        let row = stored(&self.write)
+            .await?
+            .ok_or_else(|| Error::Store(format!("secret {name} vanished")))?;
+        Ok(row.try_get("value")?)
     }
 
     async fn head(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Head>> {
