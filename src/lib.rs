@@ -53,9 +53,20 @@ use crate::records::Records;
 use crate::sharing::Sharing;
 use crate::store::SharedStore;
 
-/// What every handler can reach: no globals besides the metrics registry.
+/// What every handler can reach: no globals besides the metrics registry. Handlers get a clone per request,
+/// so it is one shared pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+pub struct App {
     pub config: Arc<Config>,
     pub store: SharedStore,
     pub records: Records,
@@ -108,7 +119,7 @@ impl AppState {
         let key = oauth::keys::SigningKey::load(config.signing_key_file(), &store, clock.now_millis()).await?;
         let oauth = OAuth::new(store.clone(), clock.clone(), &config.base_url, key);
         let link_key = share_link::location_key(&store, clock.now_millis()).await?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(App {
             config: Arc::new(config),
             store,
             records,
@@ -120,7 +131,7 @@ impl AppState {
             clock,
             capability_statement,
             link_key,
-        })
+        })))
     }
 
     pub fn router(&self) -> Router {

@@ -151,7 +151,7 @@ impl SqlStore {
             AccountKey::Email(v) => ("email", v),
             AccountKey::Person(v) => ("person", v),
         };
-        let mut sql = Sql::default();
+        let mut sql = Sql::new(self.engine);
         sql.push(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {column} = "))
             .text(value);
         sql.query()
@@ -166,7 +166,7 @@ impl SqlStore {
         if persons.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = Sql::default();
+        let mut sql = Sql::new(self.engine);
         sql.push(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE person IN "))
             .list(persons);
         sql.query().fetch_all(&self.read).await?.iter().map(account).collect()

@@ -11,7 +11,7 @@ mod write;
 
 use self::build::{
     ROW_COLUMNS, Sql, clauses, fetch_count, fetch_optional_row, fetch_rows, grant_filter, history_grant_filter,
-    order_by, table_of,
+    order_by, row_grant_filter, table_of,
 };
 
 use async_trait::async_trait;
@@ -97,6 +97,9 @@ fn sqlite_setup(
         conn.execute("PRAGMA busy_timeout = 10000").await?;
         conn.execute("PRAGMA synchronous = NORMAL").await?;
         conn.execute("PRAGMA foreign_keys = ON").await?;
+        // Every commit (audit records included) empties the other connections' page caches; mapped pages are
+        // re-read from the OS cache without a copy.
+        conn.execute("PRAGMA mmap_size = 1073741824").await?;
         Ok(())
     })
 }
@@ -256,7 +259,7 @@ impl Store for SqlStore {
 
     async fn head(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Head>> {
         self.timed("head", async {
-            let mut sql = Sql::default();
+            let mut sql = Sql::new(self.engine);
             sql.push("SELECT r.version, r.deleted, (SELECT COUNT(*) FROM compartments c WHERE c.rid = r.rid), ");
             match grant.patients() {
                 Some(patients) => {
@@ -290,11 +293,11 @@ impl Store for SqlStore {
 
     async fn read(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Row>> {
         self.timed("read", async {
-            let mut sql = Sql::default();
+            let mut sql = Sql::new(self.engine);
             sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.rtype = "))
                 .text(rtype);
             sql.push(" AND r.id = ").text(id);
-            grant_filter(&mut sql, grant, "r");
+            row_grant_filter(&mut sql, grant);
             fetch_optional_row(&self.read, &sql).await
         })
         .await
@@ -303,7 +306,7 @@ impl Store for SqlStore {
     async fn read_many(&self, grant: &Grant, refs: &[(String, String)]) -> Result<Vec<Row>> {
         let mut out = Vec::new();
         for chunk in refs.chunks(200) {
-            let mut sql = Sql::default();
+            let mut sql = Sql::new(self.engine);
             sql.push(&format!(
                 "SELECT {ROW_COLUMNS} FROM resources r WHERE r.deleted = 0 AND ("
             ));
@@ -313,7 +316,7 @@ impl Store for SqlStore {
                 sql.push(" AND r.id = ").text(id).push(")");
             }
             sql.push(")");
-            grant_filter(&mut sql, grant, "r");
+            row_grant_filter(&mut sql, grant);
             out.extend(self.timed("read_many", fetch_rows(&self.read, &sql)).await?);
         }
         Ok(out)
@@ -321,11 +324,11 @@ impl Store for SqlStore {
 
     async fn vread(&self, grant: &Grant, rtype: &str, id: &str, version: i64) -> Result<Option<Row>> {
         self.timed("vread", async {
-            let mut sql = Sql::default();
+            let mut sql = Sql::new(self.engine);
             sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.rtype = "))
                 .text(rtype);
             sql.push(" AND r.id = ").text(id).push(" AND r.version = ").int(version);
-            grant_filter(&mut sql, grant, "r");
+            row_grant_filter(&mut sql, grant);
             sql.push(" UNION ALL SELECT r.rtype, r.id, h.version, h.last_updated, h.body FROM resource_history h ");
             sql.push("JOIN resources r ON r.rid = h.rid WHERE r.rtype = ")
                 .text(rtype);
@@ -362,13 +365,13 @@ impl Store for SqlStore {
             sql.push("FROM resource_history h JOIN resources r ON r.rid = h.rid");
             filter(sql, "h.last_updated", false);
         };
-        let mut page = Sql::default();
+        let mut page = Sql::new(self.engine);
         page.push("SELECT * FROM (");
         union(&mut page);
         page.push(") r ORDER BY r.last_updated DESC, r.rtype, r.id, r.version DESC LIMIT ")
             .int(query.count);
         page.push(" OFFSET ").int(query.offset);
-        let mut count = Sql::default();
+        let mut count = Sql::new(self.engine);
         count.push("SELECT COUNT(*) FROM (");
         union(&mut count);
         count.push(") r");
@@ -396,7 +399,7 @@ impl Store for SqlStore {
             grant_filter(sql, grant, "r");
             clauses(sql, query, grant);
         };
-        let mut page = Sql::default();
+        let mut page = Sql::new(self.engine);
         page.push(&format!("SELECT {ROW_COLUMNS}"));
         filter(&mut page);
         order_by(&mut page, query);
@@ -408,7 +411,7 @@ impl Store for SqlStore {
                 Vec::new()
             };
             let total = if query.total {
-                let mut count = Sql::default();
+                let mut count = Sql::new(self.engine);
                 count.push("SELECT COUNT(*)");
                 filter(&mut count);
                 Some(fetch_count(&self.read, &count).await?)
@@ -431,7 +434,7 @@ impl Store for SqlStore {
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = Sql::default();
+        let mut sql = Sql::new(self.engine);
         sql.push(&format!("SELECT {ROW_COLUMNS} FROM resources r WHERE r.deleted = 0"));
         sql.push(" AND r.rid IN (SELECT x.rid FROM search_reference x WHERE x.rtype = ")
             .text(rtype);
@@ -472,14 +475,14 @@ impl Store for SqlStore {
             }
             grant_filter(sql, grant, "r");
         };
-        let mut page = Sql::default();
+        let mut page = Sql::new(self.engine);
         page.push(&format!("SELECT {ROW_COLUMNS}"));
         body(&mut page);
         page.push(" ORDER BY r.rid LIMIT ")
             .int(filter.count)
             .push(" OFFSET ")
             .int(filter.offset);
-        let mut count = Sql::default();
+        let mut count = Sql::new(self.engine);
         count.push("SELECT COUNT(*)");
         body(&mut count);
         self.timed("compartment", async {

@@ -53,7 +53,7 @@ impl SqlStore {
                     // A limited grant may change only what lies wholly within its patients' compartments (a
                     // message shared by two patients is neither one's to rewrite).
                     if let Some(patients) = grant.patients() {
-                        let mut sql = Sql::default();
+                        let mut sql = Sql::new(self.engine);
                         sql.push("SELECT COALESCE(SUM(CASE WHEN patient IN ").list(patients);
                         sql.push(" THEN 1 ELSE 0 END), 0), COUNT(*) FROM compartments WHERE rid = ")
                             .int(rid);
@@ -128,7 +128,7 @@ impl SqlStore {
             }
         }
         for chunk in compartment_rows.chunks(300) {
-            let mut sql = Sql::default();
+            let mut sql = Sql::new(self.engine);
             sql.push("INSERT INTO compartments (patient, rtype, rid) VALUES ");
             for (i, (patient, rtype, rid)) in chunk.iter().enumerate() {
                 sql.push(if i > 0 { ", (" } else { "(" })
@@ -142,7 +142,7 @@ impl SqlStore {
             sql.push(" ON CONFLICT DO NOTHING");
             sql.query().execute(&mut *tx).await?;
         }
-        insert_index(&mut tx, &index_rows).await?;
+        insert_index(&mut tx, self.engine, &index_rows).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -163,6 +163,7 @@ pub(super) fn conflict(w: &VersionWrite) -> Error {
 /// Multi-row inserts per index table, in chunks that stay below both engines' placeholder limits.
 pub(super) async fn insert_index(
     tx: &mut sqlx::Transaction<'_, Any>,
+    engine: &str,
     rows: &[(i64, &str, &str, &IndexEntry)],
 ) -> Result<()> {
     const COLUMNS: [(&str, &str); 5] = [
@@ -175,7 +176,7 @@ pub(super) async fn insert_index(
     for (table_no, (table, columns)) in COLUMNS.iter().enumerate() {
         let of_table: Vec<_> = rows.iter().filter(|r| kind_no(&r.3.value) == table_no).collect();
         for chunk in of_table.chunks(200) {
-            let mut sql = Sql::default();
+            let mut sql = Sql::new(engine);
             sql.push(&format!(
                 "INSERT INTO {table} (rid, patient, rtype, param, {columns}) VALUES "
             ));
