@@ -151,7 +151,9 @@ async fn main() -> anyhow::Result<()> {
                 Some(dir) => carespace::generate::into_folder(dir, &plan, progress)?,
                 None => {
                     let state = AppState::build(config).await?;
-                    carespace::generate::into_store(&state.records, &plan, progress).await?
+                    let written = carespace::generate::into_store(&state.records, &plan, progress).await?;
+                    state.store.analyze().await?;
+                    written
                 }
             };
             bar.finish();
@@ -164,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
             let state = AppState::build(config).await?;
             let files = import::collect(&paths)?;
             let summary = import::import(&state.records, &files, true).await;
+            state.store.analyze().await?;
             println!("imported {} resources from {} files", summary.resources, summary.files);
             for (file, why) in &summary.failed {
                 println!("FAILED {}: {why}", file.display());

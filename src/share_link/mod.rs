@@ -136,7 +136,13 @@ async fn manifest(
         Ok(_) => return gone(),
         Err(e) => return failed(&e),
     };
+    match state.store.reserve_share_attempt(&id, MAX_FAILURES).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return gone(),
+        Err(e) => return failed(&e),
+    }
     let ok = password::verify(&request.passcode, Some(&link.passcode_hash));
+    let settled = state.store.settle_share_attempt(&id, ok, MAX_FAILURES, now).await;
     let recipient: String = request.recipient.chars().take(200).collect();
     let audited = state
         .records
@@ -158,13 +164,16 @@ async fn manifest(
         return failed(&e);
     }
     if !ok {
-        return match state.store.share_link_failed(&id, MAX_FAILURES, now).await {
+        return match settled {
             Ok(failures) => answer(
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "wrong passcode", "remainingAttempts": (MAX_FAILURES - failures).max(0)}),
             ),
             Err(e) => failed(&e),
         };
+    }
+    if let Err(e) = settled {
+        return failed(&e);
     }
     let too_long = request.embedded_length_max.is_some_and(|max| link.file.len() > max);
     let file = if too_long {

@@ -204,6 +204,10 @@ pub trait Store: Send + Sync {
     /// Cheap round trip, for `/readyz`.
     async fn ping(&self) -> Result<()>;
 
+    /// Refreshes the planner's statistics after a bulk load (PostgreSQL's `ANALYZE`; SQLite plans from the
+    /// indexes alone, so nothing there).
+    async fn analyze(&self) -> Result<()>;
+
     /// The shared secret called `name`; when there is none yet, `make`'s is stored (the first process to start
     /// wins a race) and every process on this database gets the same one.
     async fn shared_secret(&self, name: &str, make: MakeSecret, now: i64) -> Result<String>;
@@ -286,8 +290,13 @@ pub trait Store: Send + Sync {
 
     async fn share_link(&self, link_id: &str) -> Result<Option<ShareLink>>;
 
-    /// Counts a wrong passcode; at `max` the link is disabled. Returns the failures so far.
-    async fn share_link_failed(&self, link_id: &str, max: i64, now: i64) -> Result<i64>;
+    /// Takes one of the link's `max` passcode attempts before the passcode is checked, so parallel guesses
+    /// cannot all be checked before the count catches up; `None` when none is left or the link is off.
+    async fn reserve_share_attempt(&self, link_id: &str, max: i64) -> Result<Option<i64>>;
+
+    /// Settles a reserved attempt: a right passcode gives it back; a wrong one keeps it and disables the link
+    /// once `max` are spent. Returns the attempts spent.
+    async fn settle_share_attempt(&self, link_id: &str, right: bool, max: i64, now: i64) -> Result<i64>;
 
     /// Deactivates a patient's link (no-op when already off).
     async fn disable_share(&self, id: &str, patient: &str, now: i64) -> Result<()>;

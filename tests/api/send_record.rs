@@ -228,10 +228,18 @@ async fn a_patient_sends_an_encrypted_record_for_a_date_range() {
     assert_eq!(decrypt(&jwe, &key), linked);
     assert!(account_events(&app, &a).await.iter().any(|e| e == "record-retrieved"));
 
-    // Wrong passcodes lock the link; a deactivated or expired one answers 404.
-    for _ in 0..9 {
-        post(serde_json::json!({"recipient": "x", "passcode": "nope"})).await;
+    // Wrong passcodes lock the link, even sent all at once: of 30 parallel guesses only the 9 attempts left
+    // are checked; a deactivated or expired link answers 404.
+    let guesses: Vec<_> = (0..30)
+        .map(|_| tokio::spawn(post(serde_json::json!({"recipient": "x", "passcode": "nope"}))))
+        .collect();
+    let mut checked = 0;
+    for g in guesses {
+        let (status, _) = g.await.unwrap();
+        assert!(status == 401 || status == 404, "{status}");
+        checked += usize::from(status == 401);
     }
+    assert_eq!(checked, 9, "only the attempts left were checked");
     let (status, _) = post(serde_json::json!({"recipient": "Dr. Lee", "passcode": ZIP_PASSWORD})).await;
     assert_eq!(status, 404, "locked after ten wrong passcodes");
     assert!(alice.get("/sent-records").await.text().contains("Locked"));

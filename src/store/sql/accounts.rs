@@ -374,17 +374,32 @@ impl SqlStore {
         .transpose()
     }
 
-    pub(super) async fn share_link_failed_row(&self, link_id: &str, max: i64, now: i64) -> Result<i64> {
+    pub(super) async fn reserve_share_attempt_row(&self, link_id: &str, max: i64) -> Result<Option<i64>> {
         let row = sqlx::query(
-            "UPDATE record_shares SET failures = failures + 1, \
-             disabled = CASE WHEN failures + 1 >= $2 THEN COALESCE(disabled, $3) ELSE disabled END \
-             WHERE link_id = $1 RETURNING failures",
+            "UPDATE record_shares SET failures = failures + 1 \
+             WHERE link_id = $1 AND disabled IS NULL AND failures < $2 RETURNING failures",
         )
         .bind(link_id)
         .bind(max)
-        .bind(now)
         .fetch_optional(&self.write)
         .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    pub(super) async fn settle_share_attempt_row(&self, link_id: &str, right: bool, max: i64, now: i64) -> Result<i64> {
+        let query = if right {
+            sqlx::query("UPDATE record_shares SET failures = failures - 1 WHERE link_id = $1 RETURNING failures")
+                .bind(link_id)
+        } else {
+            sqlx::query(
+                "UPDATE record_shares SET disabled = CASE WHEN failures >= $2 THEN COALESCE(disabled, $3) \
+                 ELSE disabled END WHERE link_id = $1 RETURNING failures",
+            )
+            .bind(link_id)
+            .bind(max)
+            .bind(now)
+        };
+        let row = query.fetch_optional(&self.write).await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(max))
     }
 

@@ -103,13 +103,18 @@ pub(super) fn to_row(row: &AnyRow) -> Result<Row> {
     })
 }
 
-/// `AND <alias>.rid IN (compartments of the granted patients)`, nothing for an unrestricted grant.
-pub(super) fn grant_filter(sql: &mut Sql, grant: &Grant, alias: &str) {
+/// `AND <alias>.rid IN (compartments of the granted patients)`, nothing for an unrestricted grant. With the
+/// type known, only that type's part of the compartments is read: a patient's compartment also holds the
+/// AuditEvents of every access to their record, which outgrow everything else.
+pub(super) fn grant_filter(sql: &mut Sql, grant: &Grant, alias: &str, rtype: Option<&str>) {
     if let Some(patients) = grant.patients() {
         sql.push(&format!(
             " AND {alias}.rid IN (SELECT c.rid FROM compartments c WHERE c.patient IN "
         ));
         sql.list(patients);
+        if let Some(rtype) = rtype {
+            sql.push(" AND c.rtype = ").text(rtype);
+        }
         sql.push(")");
     }
     scope_filter(sql, grant);
@@ -130,7 +135,7 @@ pub(super) fn row_grant_filter(sql: &mut Sql, grant: &Grant) {
 
 /// Granular scopes: resources of the filtered type (alias `r`) must match one of the scopes' queries, on
 /// their current index rows. A filter not yet parsed matches nothing.
-fn scope_filter(sql: &mut Sql, grant: &Grant) {
+pub(super) fn scope_filter(sql: &mut Sql, grant: &Grant) {
     let Some(filter) = grant.filter() else {
         return;
     };

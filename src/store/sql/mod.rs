@@ -11,7 +11,7 @@ mod write;
 
 use self::build::{
     ROW_COLUMNS, Sql, clauses, fetch_count, fetch_optional_row, fetch_rows, grant_filter, history_grant_filter,
-    order_by, row_grant_filter, table_of,
+    order_by, row_grant_filter, scope_filter, table_of,
 };
 
 use async_trait::async_trait;
@@ -233,6 +233,13 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn analyze(&self) -> Result<()> {
+        if self.engine == "postgres" {
+            sqlx::query("ANALYZE").execute(&self.write).await?;
+        }
+        Ok(())
+    }
+
     async fn shared_secret(&self, name: &str, make: MakeSecret, now: i64) -> Result<String> {
         let stored = |pool| async move {
             sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
@@ -353,7 +360,7 @@ impl Store for SqlStore {
                 sql.push(&format!(" AND {updated} >= ")).int(since);
             }
             if current {
-                grant_filter(sql, grant, "r");
+                grant_filter(sql, grant, "r", query.rtype.as_deref());
             } else {
                 history_grant_filter(sql, grant);
             }
@@ -396,7 +403,7 @@ impl Store for SqlStore {
             if !indexed {
                 sql.push(" AND r.rtype = ").text(&query.rtype);
             }
-            grant_filter(sql, grant, "r");
+            grant_filter(sql, grant, "r", Some(&query.rtype));
             clauses(sql, query, grant);
         };
         let mut page = Sql::new(self.engine);
@@ -443,7 +450,7 @@ impl Store for SqlStore {
             .push(" AND x.target IN ")
             .list(targets)
             .push(")");
-        grant_filter(&mut sql, grant, "r");
+        grant_filter(&mut sql, grant, "r", Some(rtype));
         sql.push(" ORDER BY r.rid LIMIT ").int(limit);
         self.timed("referencing", fetch_rows(&self.read, &sql)).await
     }
@@ -473,7 +480,11 @@ impl Store for SqlStore {
                     .int(high)
                     .push("))");
             }
-            grant_filter(sql, grant, "r");
+            // The rows are the patient's compartment already: the grant only has to cover that patient.
+            if grant.patients().is_some_and(|mine| !mine.iter().any(|p| p == patient)) {
+                sql.push(" AND 1 = 0");
+            }
+            scope_filter(sql, grant);
         };
         let mut page = Sql::new(self.engine);
         page.push(&format!("SELECT {ROW_COLUMNS}"));
@@ -554,8 +565,12 @@ impl Store for SqlStore {
         self.share_link_row(link_id).await
     }
 
-    async fn share_link_failed(&self, link_id: &str, max: i64, now: i64) -> Result<i64> {
-        self.share_link_failed_row(link_id, max, now).await
+    async fn reserve_share_attempt(&self, link_id: &str, max: i64) -> Result<Option<i64>> {
+        self.reserve_share_attempt_row(link_id, max).await
+    }
+
+    async fn settle_share_attempt(&self, link_id: &str, right: bool, max: i64, now: i64) -> Result<i64> {
+        self.settle_share_attempt_row(link_id, right, max, now).await
     }
 
     async fn disable_share(&self, id: &str, patient: &str, now: i64) -> Result<()> {
