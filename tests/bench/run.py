@@ -428,21 +428,28 @@ def main():
     args = p.parse_args()
     ensure_tools()
     workdir = tempfile.mkdtemp(prefix="carespace-bench-")
+    planned = [(engine, size) for size in args.sizes.split(",") for engine in args.engines.split(",")]
     results = []
     try:
-        for size in args.sizes.split(","):
-            for engine in args.engines.split(","):
-                results.append(run_one(engine, size, args.duration, workdir))
-                log("\n" + table(results[-1]))
+        for engine, size in planned:
+            results.append(run_one(engine, size, args.duration, workdir))
+            log("\n" + table(results[-1]))
+            # Written after every run, so a long run that is stopped still leaves what it measured.
+            write_results(args.out, results, planned[len(results):])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    section = "\n".join([MARK_START, "", f"Measured {machine()}", "", *map(table, results), MARK_END])
-    with open(args.out) as f:
+
+
+def write_results(path, results, pending):
+    section = [MARK_START, "", f"Measured {machine()}", "", *map(table, results)]
+    if pending:
+        section += ["Not measured in this run: " + ", ".join(f"{e} at {s}" for e, s in pending) + ".", ""]
+    with open(path) as f:
         doc = f.read()
     start, end = doc.index(MARK_START), doc.index(MARK_END) + len(MARK_END)
-    with open(args.out, "w") as f:
-        f.write(doc[:start] + section + doc[end:])
-    log(f"wrote {args.out}")
+    with open(path, "w") as f:
+        f.write(doc[:start] + "\n".join(section + [MARK_END]) + doc[end:])
+    log(f"wrote {path}")
 
 
 if __name__ == "__main__":
