@@ -32,12 +32,12 @@ pub async fn staff_session(app: &TestApp) -> Web {
         !out.contains(STAFF_PASSWORD),
         "a given password is not printed back: {out}"
     );
-    staff_login(app).await
+    staff_login(&app.origin).await
 }
 
-/// The staff member logs in.
-async fn staff_login(app: &TestApp) -> Web {
-    let mut web = app.web();
+/// The staff member logs in at `origin`.
+pub async fn staff_login(origin: &str) -> Web {
+    let mut web = Web::new(origin);
     let page = web.get("/staff/login").await;
     let done = web
         .submit(
@@ -306,7 +306,7 @@ async fn invitations_expire_after_4_days_and_resending_replaces_the_link() {
         staff.get("/staff").await.location.as_deref(),
         Some("/staff/login?next=/staff")
     );
-    let mut staff = staff_login(&app).await;
+    let mut staff = staff_login(&app.origin).await;
     assert!(staff.get("/staff").await.text().contains("Invitation expired"));
 
     // Resend: a new link that works; the old one is replaced.

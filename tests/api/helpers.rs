@@ -186,26 +186,14 @@ impl TestApp {
 
     /// Runs the `carespace` binary with `input` on its standard input.
     pub fn command_with_input(&self, args: &[&str], input: &str) -> (bool, String) {
-        use std::io::Write as _;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_carespace"))
-            .args(args)
-            .env("CARESPACE_DATA_DIR", self.dir.path())
-            .env("CARESPACE_DATABASE_URL", &self.database_url)
-            .env("CARESPACE_BASE_URL", &self.origin)
-            .env("CARESPACE_SMTP_URL", &self.smtp.url)
-            .env("RUST_BACKTRACE", "0")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run carespace");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-        let out = child.wait_with_output().expect("carespace output");
+        let dir = self.dir.path().to_string_lossy();
+        let env = [
+            ("CARESPACE_DATA_DIR", dir.as_ref()),
+            ("CARESPACE_DATABASE_URL", self.database_url.as_str()),
+            ("CARESPACE_BASE_URL", self.origin.as_str()),
+            ("CARESPACE_SMTP_URL", self.smtp.url.as_str()),
+        ];
+        let out = run_carespace(&env, args, input);
         (
             out.status.success(),
             format!(
@@ -354,4 +342,25 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// Runs the `carespace` command line with `env` and `input` on its standard input.
+pub fn run_carespace(env: &[(&str, &str)], args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_carespace"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_BACKTRACE", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run carespace");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("carespace output")
 }

@@ -6,48 +6,27 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::accounts::{PASSWORD, STAFF_EMAIL, STAFF_PASSWORD, register};
-use crate::helpers::{free_port, new_database, say, start_server, wait_ready};
+use crate::accounts::{PASSWORD, STAFF_EMAIL, STAFF_PASSWORD, register, staff_login};
+use crate::helpers::{free_port, new_database, run_carespace, say, start_server, wait_ready};
 use crate::smtp::SmtpSink;
 use crate::web::Web;
 
-/// Runs the `carespace` command line on the shared database.
-fn command(dir: &std::path::Path, database_url: &str, args: &[&str], input: &str) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_carespace"))
-        .args(args)
-        .env("CARESPACE_DATA_DIR", dir)
-        .env("CARESPACE_DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run carespace");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("stdin");
-    let out = child.wait_with_output().expect("carespace output");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Sends `request` and reads its JSON answer.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
 }
 
-/// The care team's browser, logged in at `origin`.
-async fn staff_login(origin: &str) -> Web {
-    let mut web = Web::new(origin);
-    let page = web.get("/staff/login").await;
-    let done = web
-        .submit(
-            &page,
-            "/staff/login",
-            &[("email", STAFF_EMAIL), ("password", STAFF_PASSWORD)],
-        )
-        .await;
-    assert_eq!(done.location.as_deref(), Some("/staff"), "{}", done.text());
-    web
+/// Runs the `carespace` command line on the shared database; returns what it printed.
+fn command(dir: &std::path::Path, database_url: &str, args: &[&str], input: &str) -> String {
+    let dir = dir.to_string_lossy();
+    let env = [
+        ("CARESPACE_DATA_DIR", dir.as_ref()),
+        ("CARESPACE_DATABASE_URL", database_url),
+        ("RUST_LOG", "warn"),
+    ];
+    let out = run_carespace(&env, args, input);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]
@@ -79,21 +58,10 @@ async fn two_processes_on_one_postgres_share_everything() {
     wait_ready(&http, port_b).await;
 
     // Both nodes publish the same signing key, made once in the database.
-    let jwks = |origin: String| {
-        let http = http.clone();
-        async move {
-            let v: Value = http
-                .get(format!("{origin}/oauth/jwks"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v
-        }
-    };
-    assert_eq!(jwks(a.clone()).await, jwks(b.clone()).await);
+    assert_eq!(
+        json_of(http.get(format!("{a}/oauth/jwks"))).await,
+        json_of(http.get(format!("{b}/oauth/jwks"))).await
+    );
 
     // A backend service gets a token from A and uses it at B.
     let registered: Value = serde_json::from_str(&command(
@@ -115,34 +83,24 @@ async fn two_processes_on_one_postgres_share_everything() {
         registered["client_id"].as_str().unwrap(),
         registered["client_secret"].as_str().unwrap(),
     );
-    let answer: Value = http
-        .post(format!("{a}/oauth/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", "system/*.cruds")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = json_of(
+        http.post(format!("{a}/oauth/token"))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", "system/*.cruds")]),
+    )
+    .await;
     let token = answer["access_token"].as_str().expect("token").to_owned();
     let fhir = |origin: &str, path: &str| format!("{origin}/fhir/{path}");
 
     // A write through A is read at once through B, and B's update is A's next version.
-    let created: Value = http
+    let created: Value = json_of(http
         .post(fhir(&a, "Patient"))
         .bearer_auth(&token)
         .header("content-type", "application/fhir+json")
         .body(
             json!({"resourceType": "Patient", "name": [{"family": "Nodes", "given": ["Nia"]}], "birthDate": "1980-02-03"})
                 .to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        )).await;
     let id = created["id"].as_str().unwrap().to_owned();
     let read = http
         .get(fhir(&b, &format!("Patient/{id}")))
@@ -164,15 +122,11 @@ async fn two_processes_on_one_postgres_share_everything() {
         .await
         .unwrap();
     assert_eq!(updated.status().as_u16(), 200);
-    let v2: Value = http
-        .get(fhir(&a, &format!("Patient/{id}/_history/2")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v2: Value = json_of(
+        http.get(fhir(&a, &format!("Patient/{id}/_history/2")))
+            .bearer_auth(&token),
+    )
+    .await;
     assert_eq!(v2["gender"], "female");
 
     // Email queued on either node while both run leaves exactly once: the care team invites six patients,
@@ -189,17 +143,11 @@ async fn two_processes_on_one_postgres_share_everything() {
         let patient = if n == 0 {
             id.clone()
         } else {
-            let p: Value = http
+            let p: Value = json_of(http
                 .post(fhir(origin, "Patient"))
                 .bearer_auth(&token)
                 .header("content-type", "application/fhir+json")
-                .body(json!({"resourceType": "Patient", "name": [{"family": format!("Nodes{n}")}], "birthDate": "1980-02-03"}).to_string())
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .body(json!({"resourceType": "Patient", "name": [{"family": format!("Nodes{n}")}], "birthDate": "1980-02-03"}).to_string())).await;
             p["id"].as_str().unwrap().to_owned()
         };
         let email = format!("nodes{n}@example.com");
