@@ -16,6 +16,20 @@ async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request.send().await.unwrap().json().await.unwrap()
 }
 
+/// Creates a Patient (Nia, born 1980-02-03) through the FHIR API at `origin`; returns its id.
+async fn create_patient(http: &reqwest::Client, origin: &str, token: &str, family: &str) -> String {
+    let patient =
+        json!({"resourceType": "Patient", "name": [{"family": family, "given": ["Nia"]}], "birthDate": "1980-02-03"});
+    let created = json_of(
+        http.post(format!("{origin}/fhir/Patient"))
+            .bearer_auth(token)
+            .header("content-type", "application/fhir+json")
+            .body(patient.to_string()),
+    )
+    .await;
+    created["id"].as_str().expect("created id").to_owned()
+}
+
 /// Runs the `carespace` command line on the shared database; returns what it printed.
 fn command(dir: &std::path::Path, database_url: &str, args: &[&str], input: &str) -> String {
     let dir = dir.to_string_lossy();
@@ -93,15 +107,7 @@ async fn two_processes_on_one_postgres_share_everything() {
     let fhir = |origin: &str, path: &str| format!("{origin}/fhir/{path}");
 
     // A write through A is read at once through B, and B's update is A's next version.
-    let created: Value = json_of(http
-        .post(fhir(&a, "Patient"))
-        .bearer_auth(&token)
-        .header("content-type", "application/fhir+json")
-        .body(
-            json!({"resourceType": "Patient", "name": [{"family": "Nodes", "given": ["Nia"]}], "birthDate": "1980-02-03"})
-                .to_string(),
-        )).await;
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = create_patient(&http, &a, &token, "Nodes").await;
     let read = http
         .get(fhir(&b, &format!("Patient/{id}")))
         .bearer_auth(&token)
@@ -143,12 +149,7 @@ async fn two_processes_on_one_postgres_share_everything() {
         let patient = if n == 0 {
             id.clone()
         } else {
-            let p: Value = json_of(http
-                .post(fhir(origin, "Patient"))
-                .bearer_auth(&token)
-                .header("content-type", "application/fhir+json")
-                .body(json!({"resourceType": "Patient", "name": [{"family": format!("Nodes{n}")}], "birthDate": "1980-02-03"}).to_string())).await;
-            p["id"].as_str().unwrap().to_owned()
+            create_patient(&http, origin, &token, &format!("Nodes{n}")).await
         };
         let email = format!("nodes{n}@example.com");
         let mut staff = staff_login(origin).await;
