@@ -25,6 +25,7 @@ pub mod oauth;
 pub mod ops;
 pub mod portal;
 pub mod records;
+pub mod routes;
 pub mod share_link;
 pub mod sharing;
 pub mod smart;
@@ -50,6 +51,7 @@ use crate::mail::Mailer;
 use crate::messaging::Messages;
 use crate::oauth::OAuth;
 use crate::records::Records;
+use crate::routes::Routes;
 use crate::sharing::Sharing;
 use crate::store::SharedStore;
 
@@ -134,13 +136,23 @@ impl AppState {
         })))
     }
 
+    /// Every route the server answers (method and path template), read from the router it builds.
+    pub fn route_table(&self) -> Vec<routes::Served> {
+        self.routes().served().to_vec()
+    }
+
+    fn routes(&self) -> Routes {
+        Routes::new()
+            .nest("/fhir", fhir_api::routes().map(|fhir| fhir.layer(smart::cors())))
+            .merge(ops::routes())
+            .merge(portal::routes(self))
+            .merge(smart::routes(self))
+            .merge(share_link::routes())
+    }
+
     pub fn router(&self) -> Router {
-        Router::new()
-            .nest("/fhir", fhir_api::router().layer(smart::cors()))
-            .merge(ops::router())
-            .merge(portal::router(self))
-            .merge(smart::router(self))
-            .merge(share_link::router())
+        self.routes()
+            .into_router()
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
             .layer(middleware::from_fn(limit_headers))
             .layer(middleware::from_fn(log_request))

@@ -5,12 +5,11 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 
 use crate::AppState;
+use crate::routes::Routes;
 
 #[derive(Default)]
 struct Series {
@@ -84,11 +83,11 @@ impl Metrics {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(|| async { metrics().render() }))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/healthz", || async { "ok" })
+        .get("/readyz", ready)
+        .get("/metrics", || async { metrics().render() })
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {

@@ -13,47 +13,39 @@ mod search;
 mod transaction;
 mod update;
 
-use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 
-use crate::AppState;
+use crate::routes::Routes;
 
 pub use metadata::statement as capability_statement;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// The whole FHIR route table. Static segments (`_history`, `_search`, `metadata`) win over `{id}`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/metadata", get(metadata::capability_statement))
-        .route(
-            "/.well-known/smart-configuration",
-            get(crate::smart::smart_configuration),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            get(crate::smart::openid_configuration),
-        )
-        .route("/", post(transaction::batch_or_transaction))
-        .route("/_history", get(history::history_system))
-        .route("/{rtype}", get(search::search_get).post(create::create))
-        .route("/{rtype}/_search", post(search::search_post))
-        .route("/{rtype}/_history", get(history::history_type))
-        .route(
-            "/{rtype}/{id}",
-            get(read::read).put(update::update).delete(delete::delete),
-        )
-        .route("/{rtype}/{id}/_history", get(history::history_instance))
-        .route("/{rtype}/{id}/_history/{vid}", get(read::vread))
-        .route(
-            "/{rtype}/{id}/{operation}",
-            get(operation::instance_operation).post(operation::instance_operation),
-        )
-        .method_not_allowed_fallback(request::method_not_allowed)
-        .fallback(request::unknown_route)
-        .layer(axum::middleware::from_fn(request::json_only))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/metadata", metadata::capability_statement)
+        .get("/.well-known/smart-configuration", crate::smart::smart_configuration)
+        .get("/.well-known/openid-configuration", crate::smart::openid_configuration)
+        .post("/", transaction::batch_or_transaction)
+        .get("/_history", history::history_system)
+        .get("/{rtype}", search::search_get)
+        .post("/{rtype}", create::create)
+        .post("/{rtype}/_search", search::search_post)
+        .get("/{rtype}/_history", history::history_type)
+        .get("/{rtype}/{id}", read::read)
+        .put("/{rtype}/{id}", update::update)
+        .delete("/{rtype}/{id}", delete::delete)
+        .get("/{rtype}/{id}/_history", history::history_instance)
+        .get("/{rtype}/{id}/_history/{vid}", read::vread)
+        .get("/{rtype}/{id}/{operation}", operation::instance_operation)
+        .post("/{rtype}/{id}/{operation}", operation::instance_operation)
+        .map(|fhir| {
+            fhir.method_not_allowed_fallback(request::method_not_allowed)
+                .fallback(request::unknown_route)
+                .layer(axum::middleware::from_fn(request::json_only))
+        })
 }
 
 /// A FHIR JSON response.

@@ -25,75 +25,77 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
 use crate::accounts::{SignedIn, secret};
+use crate::routes::Routes;
 
 const SESSION_COOKIE: &str = "carespace_session";
 const CSRF_COOKIE: &str = "carespace_csrf";
 /// Portal forms are small; a larger body is not a form of ours.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-pub fn router(state: &AppState) -> Router<AppState> {
-    let pages = Router::new()
-        .route("/", get(health::show))
-        .route("/documents", get(documents::list))
-        .route("/documents/{id}", get(documents::open))
-        .route("/resources", get(resources::show))
-        .route("/messages", get(messages::list))
-        .route("/messages/new", get(messages::new).post(messages::send))
-        .route("/messages/{id}", get(messages::open))
-        .route("/messages/{id}/reply", post(messages::reply))
-        .route("/staff/messages", get(messages::staff_list))
-        .route("/staff/messages/{id}", get(messages::staff_open))
-        .route("/staff/messages/{id}/reply", post(messages::staff_reply))
-        .route(
-            "/staff/patients/{patient}/message",
-            get(messages::staff_new).post(messages::staff_send),
-        )
-        .route("/download", get(download::download))
-        .route("/summary", get(download::view))
-        .route("/login", get(login::show_patient).post(login::submit_patient))
-        .route("/logout", post(login::sign_out))
-        .route("/register", get(register::show).post(register::submit))
-        .route("/forgot-password", get(reset::show_request).post(reset::submit_request))
-        .route("/reset-password", get(reset::show_reset).post(reset::submit_reset))
-        .route("/staff/login", get(login::show_staff).post(login::submit_staff))
-        .route("/send-record", get(send_record::show).post(send_record::send))
-        .route("/sent-records", get(send_record::sent))
-        .route("/shl/view", get(send_record::viewer))
-        .route("/sent-records/deactivate", post(send_record::deactivate))
-        .route("/manage-users", get(proxies::show))
-        .route("/manage-users/grant", post(proxies::grant))
-        .route("/manage-users/resend", post(proxies::resend))
-        .route("/manage-users/revoke", post(proxies::revoke))
-        .route("/records", get(proxies::choose).post(proxies::open))
-        .route("/connected-apps", get(connected_apps::show))
-        .route("/connected-apps/remove", post(connected_apps::remove))
-        .route("/staff", get(staff::show))
-        .route("/staff/invite", post(staff::invite))
-        .route("/staff/resend", post(staff::resend))
-        .route("/staff/launch", post(staff::launch))
-        .route("/staff/revoke-access", post(staff::revoke_access))
-        .route(
-            "/assets/portal.css",
-            get(|| asset("text/css", include_str!("assets/portal.css"))),
-        )
-        .route(
-            "/assets/portal.js",
-            get(|| asset("text/javascript", include_str!("assets/portal.js"))),
-        )
-        .route(
-            "/assets/shl-viewer.js",
-            get(|| asset("text/javascript", include_str!("assets/shl-viewer.js"))),
-        )
-        .route(
-            "/assets/smart-style.json",
-            get(|| asset("application/json", include_str!("assets/smart-style.json"))),
-        );
-    with_page_layers(pages, state)
+pub fn routes(state: &AppState) -> Routes {
+    Routes::new()
+        .get("/", health::show)
+        .get("/documents", documents::list)
+        .get("/documents/{id}", documents::open)
+        .get("/resources", resources::show)
+        .get("/messages", messages::list)
+        .get("/messages/new", messages::new)
+        .post("/messages/new", messages::send)
+        .get("/messages/{id}", messages::open)
+        .post("/messages/{id}/reply", messages::reply)
+        .get("/staff/messages", messages::staff_list)
+        .get("/staff/messages/{id}", messages::staff_open)
+        .post("/staff/messages/{id}/reply", messages::staff_reply)
+        .get("/staff/patients/{patient}/message", messages::staff_new)
+        .post("/staff/patients/{patient}/message", messages::staff_send)
+        .get("/download", download::download)
+        .get("/summary", download::view)
+        .get("/login", login::show_patient)
+        .post("/login", login::submit_patient)
+        .post("/logout", login::sign_out)
+        .get("/register", register::show)
+        .post("/register", register::submit)
+        .get("/forgot-password", reset::show_request)
+        .post("/forgot-password", reset::submit_request)
+        .get("/reset-password", reset::show_reset)
+        .post("/reset-password", reset::submit_reset)
+        .get("/staff/login", login::show_staff)
+        .post("/staff/login", login::submit_staff)
+        .get("/send-record", send_record::show)
+        .post("/send-record", send_record::send)
+        .get("/sent-records", send_record::sent)
+        .get("/shl/view", send_record::viewer)
+        .post("/sent-records/deactivate", send_record::deactivate)
+        .get("/manage-users", proxies::show)
+        .post("/manage-users/grant", proxies::grant)
+        .post("/manage-users/resend", proxies::resend)
+        .post("/manage-users/revoke", proxies::revoke)
+        .get("/records", proxies::choose)
+        .post("/records", proxies::open)
+        .get("/connected-apps", connected_apps::show)
+        .post("/connected-apps/remove", connected_apps::remove)
+        .get("/staff", staff::show)
+        .post("/staff/invite", staff::invite)
+        .post("/staff/resend", staff::resend)
+        .post("/staff/launch", staff::launch)
+        .post("/staff/revoke-access", staff::revoke_access)
+        .get("/assets/portal.css", || {
+            asset("text/css", include_str!("assets/portal.css"))
+        })
+        .get("/assets/portal.js", || {
+            asset("text/javascript", include_str!("assets/portal.js"))
+        })
+        .get("/assets/shl-viewer.js", || {
+            asset("text/javascript", include_str!("assets/shl-viewer.js"))
+        })
+        .get("/assets/smart-style.json", || {
+            asset("application/json", include_str!("assets/smart-style.json"))
+        })
+        .map(|pages| with_page_layers(pages, state))
 }
 
 /// What every page of ours gets (here and in other doors' pages, like the SMART consent page): the CSRF

@@ -5,11 +5,9 @@
 //! location URL valid for one minute.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine as _;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hmac;
@@ -20,6 +18,7 @@ use crate::AppState;
 use crate::access::audit::{AccountAction, AccountEvent};
 use crate::accounts::password;
 use crate::error::{Error, Result};
+use crate::routes::Routes;
 
 /// Wrong passcodes before a link is disabled.
 pub const MAX_FAILURES: i64 = 10;
@@ -212,11 +211,11 @@ async fn file(State(state): State<AppState>, Path(id): Path<String>, Query(q): Q
 }
 
 /// The machine routes, open to any origin (no cookies are read).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/shl/{id}", post(manifest))
-        .route("/shl/{id}/file", get(file))
-        .layer(crate::smart::cors())
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/shl/{id}", manifest)
+        .get("/shl/{id}/file", file)
+        .map(|r| r.layer(crate::smart::cors()))
 }
 
 #[cfg(test)]

@@ -5,28 +5,27 @@
 mod authorize;
 mod token;
 
-use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::oauth::Refusal;
+use crate::routes::Routes;
 
-pub fn router(state: &AppState) -> Router<AppState> {
-    let consent = crate::portal::with_page_layers(
-        Router::new().route("/oauth/authorize", get(authorize::show).post(authorize::decide)),
-        state,
-    );
-    let machine = Router::new()
-        .route("/oauth/token", post(token::token))
-        .route("/oauth/introspect", post(token::introspect))
-        .route("/oauth/revoke", post(token::revoke))
-        .route("/oauth/jwks", get(jwks))
-        .route("/.well-known/openid-configuration", get(openid_configuration))
-        .layer(cors());
+pub fn routes(state: &AppState) -> Routes {
+    let consent = Routes::new()
+        .get("/oauth/authorize", authorize::show)
+        .post("/oauth/authorize", authorize::decide)
+        .map(|page| crate::portal::with_page_layers(page, state));
+    let machine = Routes::new()
+        .post("/oauth/token", token::token)
+        .post("/oauth/introspect", token::introspect)
+        .post("/oauth/revoke", token::revoke)
+        .get("/oauth/jwks", jwks)
+        .get("/.well-known/openid-configuration", openid_configuration)
+        .map(|r| r.layer(cors()));
     consent.merge(machine)
 }
 
