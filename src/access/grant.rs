@@ -135,6 +135,19 @@ pub fn authorize(actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
             format!("{action:?}").to_lowercase()
         )));
     }
+    // The audit trail is written by the server (and the operator's imports); over the API a backend service
+    // may add events (an EHR's own record of an access), but no one changes or removes one.
+    let allowed = match actor {
+        Actor::System { .. } => true,
+        Actor::App(app) => action == Action::Create && app.user.is_none() && app.patient.is_none(),
+        _ => false,
+    };
+    if rtype == "AuditEvent" && action.writes() && !allowed {
+        return Err(Error::Forbidden(format!(
+            "the audit trail is append-only and written by the server: {} refused",
+            format!("{action:?}").to_lowercase()
+        )));
+    }
     let mut filter = None;
     let patients = match actor {
         Actor::System { .. } | Actor::Staff { .. } => None,

@@ -58,6 +58,7 @@ impl Records {
             last_updated: now,
             index,
             compartments,
+            ends_access: false,
         })
     }
 

@@ -282,6 +282,7 @@ impl Records {
                 body: Some(body.clone()),
                 index,
                 compartments,
+                ends_access: rtype == "RelatedPerson" && value.get("active") == Some(&Value::Bool(false)),
             },
             stored: Stored {
                 rtype: rtype.to_owned(),
@@ -430,6 +431,7 @@ impl Records {
                 body: None,
                 index: Vec::new(),
                 compartments: Vec::new(),
+                ends_access: rtype == "RelatedPerson",
             },
             stored: Stored {
                 rtype: rtype.to_owned(),

@@ -62,6 +62,9 @@ pub struct VersionWrite {
     pub index: Vec<IndexEntry>,
     /// Patient ids whose compartment holds this version.
     pub compartments: Vec<String>,
+    /// This version ends the portal access granted through it (a RelatedPerson made inactive or deleted,
+    /// whichever door wrote it): the grant, its sessions and tokens end in the same transaction.
+    pub ends_access: bool,
 }
 
 /// A stored resource version.

@@ -9,6 +9,7 @@ mod gate;
 mod health;
 mod helpers;
 mod interop;
+mod matrix;
 mod messages;
 mod proxies;
 mod rest;

@@ -14,14 +14,14 @@ use crate::web::{Page, Web};
 const FRIDA: &str = "frida@example.org";
 const FRIDA_BIRTH: &str = "1990-05-05";
 
-async fn grant(web: &mut Web, fields: &[(&str, &str)]) -> Page {
+pub async fn grant(web: &mut Web, fields: &[(&str, &str)]) -> Page {
     let page = web.get("/manage-users").await;
     assert_eq!(page.status, 200, "{}", page.text());
     web.submit(&page, "/manage-users/grant", fields).await
 }
 
 /// The RelatedPerson id of the grant listed for `email` (its revoke form).
-fn related_person(page: &Page, email: &str) -> String {
+pub fn related_person(page: &Page, email: &str) -> String {
     let row = page
         .body
         .split("<tr>")

@@ -11,8 +11,8 @@ use crate::accounts::{PASSWORD, account_events, login, registered_patient, staff
 use crate::helpers::{TestApp, say, spawn_app};
 use crate::web::Web;
 
-const PROVIDER: &str = "dr.lee@clinic.example";
-const ZIP_PASSWORD: &str = "Harbor-Lights-42!";
+pub const PROVIDER: &str = "dr.lee@clinic.example";
+pub const ZIP_PASSWORD: &str = "Harbor-Lights-42!";
 
 /// 7-Zip's `7z`, if installed (CI installs Debian's p7zip-full and requires it).
 fn seven_zip() -> Option<&'static str> {
@@ -286,7 +286,7 @@ async fn send(app: &TestApp, web: &mut Web, n: usize) -> String {
 }
 
 /// The manifest URL, the key and the payload of the `shlink:/…` in an email's text.
-fn decode_shlink(text: &str) -> (String, Vec<u8>, Value) {
+pub fn decode_shlink(text: &str) -> (String, Vec<u8>, Value) {
     use base64::Engine as _;
     let start = text.find("shlink:/").expect("a SMART Health Link in the email") + "shlink:/".len();
     let encoded: String = text[start..]

@@ -466,6 +466,26 @@ pub async fn token_for_record(
     birth_date: &str,
     record: Option<&str>,
 ) -> (String, Option<String>) {
+    let authorized = authorize_app(app, scopes, email, birth_date, record).await;
+    (authorized.token, authorized.fhir_user)
+}
+
+/// What a standalone launch by a person gave a newly registered app.
+pub struct Authorized {
+    pub client_id: String,
+    pub token: String,
+    pub fhir_user: Option<String>,
+}
+
+/// Registers a public app for exactly `scopes`; the person at `email` authorizes it (choosing `record` when
+/// they have several) and the app exchanges the code with PKCE.
+pub async fn authorize_app(
+    app: &TestApp,
+    scopes: &[&str],
+    email: &str,
+    birth_date: &str,
+    record: Option<&str>,
+) -> Authorized {
     let joined = scopes.join(" ");
     let (ok, out) = app.command(&[
         "client",
@@ -498,15 +518,16 @@ pub async fn token_for_record(
         .request_async(&http())
         .await
         .unwrap();
-    (
-        token.access_token().secret().clone(),
-        token
+    Authorized {
+        client_id,
+        token: token.access_token().secret().clone(),
+        fhir_user: token
             .extra_fields()
             .id_token
             .as_deref()
             .map(claims_of)
             .map(|c| c["fhirUser"].to_string()),
-    )
+    }
 }
 
 #[tokio::test]
@@ -636,6 +657,65 @@ async fn removing_a_connected_app_ends_its_access_at_once() {
             .contains("No app has access to your record.")
     );
     assert_eq!(status(&fhir, &read).await, 401);
+}
+
+/// A confidential EHR app asking for `scopes`, launched by the signed-in staff member for `patient` from the
+/// staff page.
+pub async fn launched_app(app: &TestApp, staff: &mut Web, patient: &str, scopes: &[&str]) -> Authorized {
+    let joined = scopes.join(" ");
+    let (ok, out) = app.command(&[
+        "client",
+        "add",
+        "--name",
+        "Chart Viewer",
+        "--secret",
+        "--redirect-uri",
+        REDIRECT,
+        "--launch-url",
+        "http://127.0.0.1:9/launch",
+        "--scope",
+        &joined,
+    ]);
+    assert!(ok, "{out}");
+    let registered: Value = serde_json::from_str(out.trim()).unwrap();
+    let client_id = registered["client_id"].as_str().unwrap();
+    let client = smart_client(app, client_id).set_client_secret(oauth2::ClientSecret::new(
+        registered["client_secret"].as_str().unwrap().into(),
+    ));
+    let page = staff.get("/staff").await;
+    let launched = staff
+        .submit(
+            &page,
+            "/staff/launch",
+            &[("patient", patient), ("client_id", client_id)],
+        )
+        .await;
+    let launch = query_param(launched.location.as_deref().expect("to the app"), "launch").unwrap();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _) = client
+        .authorize_url(CsrfToken::new_random)
+        .add_scopes(scopes.iter().map(|s| Scope::new((*s).into())))
+        .add_extra_param("aud", format!("{}/fhir", app.origin))
+        .add_extra_param("launch", launch)
+        .set_pkce_challenge(challenge)
+        .url();
+    let consent = staff.get(url.as_str()).await;
+    assert_eq!(consent.status, 200, "{}", consent.text());
+    let answer = staff
+        .submit(&consent, "/oauth/authorize", &[("decision", "allow")])
+        .await;
+    let code = query_param(answer.location.as_deref().expect("back to the app"), "code").expect("code");
+    let token = client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier)
+        .request_async(&http())
+        .await
+        .unwrap();
+    Authorized {
+        client_id: client_id.to_owned(),
+        token: token.access_token().secret().clone(),
+        fhir_user: None,
+    }
 }
 
 #[tokio::test]

@@ -489,30 +489,7 @@ impl SqlStore {
 
     pub(super) async fn revoke_proxy_grant_row(&self, related_person: &str, now: i64) -> Result<()> {
         let mut tx = self.write.begin_with(self.begin).await?;
-        let row = sqlx::query(
-            "UPDATE proxy_grants SET revoked = COALESCE(revoked, $2) WHERE related_person = $1 \
-             RETURNING account_id, patient",
-        )
-        .bind(related_person)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = row {
-            let (account_id, patient): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND patient = $2")
-                .bind(account_id.as_str())
-                .bind(patient.as_str())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "UPDATE oauth_tokens SET revoked = $3 WHERE account_id = $1 AND patient = $2 AND revoked IS NULL",
-            )
-            .bind(account_id.as_str())
-            .bind(patient.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        end_proxy_grant(&mut tx, related_person, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -627,4 +604,31 @@ impl SqlStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Ends the portal access granted through `related_person`, with the sessions and app tokens that used it.
+pub(super) async fn end_proxy_grant(tx: &mut sqlx::Transaction<'_, Any>, related_person: &str, now: i64) -> Result<()> {
+    let row = sqlx::query(
+        "UPDATE proxy_grants SET revoked = COALESCE(revoked, $2) WHERE related_person = $1 \
+         RETURNING account_id, patient",
+    )
+    .bind(related_person)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(row) = row {
+        let (account_id, patient): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND patient = $2")
+            .bind(account_id.as_str())
+            .bind(patient.as_str())
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("UPDATE oauth_tokens SET revoked = $3 WHERE account_id = $1 AND patient = $2 AND revoked IS NULL")
+            .bind(account_id.as_str())
+            .bind(patient.as_str())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

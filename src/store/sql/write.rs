@@ -110,6 +110,9 @@ impl SqlStore {
                 }
                 _ => return Err(conflict(w)),
             };
+            if w.ends_access {
+                super::accounts::end_proxy_grant(&mut tx, &w.id, w.last_updated).await?;
+            }
             if w.body.is_none() {
                 continue;
             }
