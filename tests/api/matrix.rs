@@ -45,6 +45,7 @@ const CALLERS: [&str; 11] = [
 /// Expected answers. Rows for FHIR type-level and instance routes are given per resource type.
 const EXPECTED: &str = include_str!("matrix.txt");
 
+#[derive(Clone)]
 struct Caller {
     cookies: String,
     csrf: String,
@@ -519,6 +520,28 @@ async fn matrix(engine: &str) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // Every form of ours (a POST the router serves with a form body, save FHIR's `_search` and the OAuth
+    // endpoints that authenticate clients: they read no cookie) refuses a request without the visitor's CSRF token, even from
+    // a signed-in patient or staff member.
+    let machine = ["/oauth/token", "/oauth/introspect", "/oauth/revoke"];
+    for row in rows.iter().filter(|r| {
+        r.method == "POST" && r.json.is_none() && !machine.contains(&r.template) && !r.template.starts_with("/fhir")
+    }) {
+        for n in [1, 6] {
+            let forged = Caller {
+                csrf: "forged".into(),
+                ..callers[n].clone()
+            };
+            let (cell, _) = call(&http, &app, &mut fixture, row, &forged).await;
+            assert!(
+                cell.starts_with("403"),
+                "{engine}: {} by {} without the CSRF token: {cell}",
+                row.label(),
+                CALLERS[n]
+            );
+        }
+    }
+
     let mut observed = Vec::new();
     let mut leaks = Vec::new();
     for row in &rows {
