@@ -155,8 +155,21 @@ impl AppState {
             .into_router()
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
             .layer(middleware::from_fn(limit_headers))
+            .layer(middleware::from_fn(client_address))
             .layer(middleware::from_fn(log_request))
             .with_state(self.clone())
+    }
+}
+
+/// Every request runs with its client's address, which the audit trail records as where an access came from.
+async fn client_address(req: Request, next: Next) -> Response {
+    let address = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    match address {
+        Some(address) => access::audit::from_address(address, next.run(req)).await,
+        None => next.run(req).await,
     }
 }
 

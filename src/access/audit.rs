@@ -5,7 +5,49 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::Grant;
+use super::{Actor, Grant};
+
+tokio::task_local! {
+    /// The network address of the client whose request is being served: the trail's "from where".
+    static CLIENT_ADDRESS: String;
+}
+
+/// Runs `request` with `address` as the client address its AuditEvents record.
+pub async fn from_address<F: std::future::Future>(address: String, request: F) -> F::Output {
+    CLIENT_ADDRESS.scope(address, request).await
+}
+
+/// Identifies OAuth clients in AuditEvent agents.
+pub const CLIENT_SYSTEM: &str = "http://carespace.example/fhir/sid/oauth-client";
+
+/// Who acted, as AuditEvent agents: the person (a reference, so `AuditEvent?agent=` finds it) and, for an
+/// app, the app itself; the first agent made the request. The client address goes on the requestor.
+fn agents(actor: &Actor) -> Vec<Value> {
+    let person = |reference: String| json!({ "who": { "reference": reference }, "requestor": true });
+    let mut agents = match actor {
+        Actor::System { name } => vec![json!({ "who": { "display": format!("system:{name}") }, "requestor": true })],
+        Actor::Patient { patient_id } => vec![person(format!("Patient/{patient_id}"))],
+        Actor::Proxy { related_person, .. } => vec![person(format!("RelatedPerson/{related_person}"))],
+        Actor::Staff { practitioner_id } => vec![person(format!("Practitioner/{practitioner_id}"))],
+        Actor::App(app) => {
+            let client = json!({
+                "who": {
+                    "identifier": { "system": CLIENT_SYSTEM, "value": app.client_id },
+                    "display": format!("client {}", app.client_id),
+                },
+                "requestor": app.user.is_none(),
+            });
+            match &app.user {
+                Some(user) => vec![person(user.clone()), client],
+                None => vec![client],
+            }
+        }
+    };
+    if let Ok(address) = CLIENT_ADDRESS.try_with(Clone::clone) {
+        agents[0]["network"] = json!({ "address": address, "type": "2" });
+    }
+    agents
+}
 
 /// One audited access: `what` are `Type/id` references, `patients` the compartments they belong to.
 pub struct Access<'a> {
@@ -54,12 +96,29 @@ pub fn event(access: &Access<'_>) -> Value {
         "action": access.grant.action().audit_code(),
         "recorded": access.recorded,
         "outcome": "0",
-        "agent": [{
-            "who": { "display": actor.audit_name() },
-            "requestor": true,
-        }],
+        "agent": agents(actor),
         "source": { "observer": { "display": "CareSpace" } },
         "entity": entities,
+    })
+}
+
+/// The AuditEvent for a request the gate refused (outcome 4): who asked for what, and why not. It names no
+/// patient: the refusal happened before any record was touched.
+pub fn refusal(actor: &Actor, action: super::Action, rtype: &str, reason: &str, recorded: &str) -> Value {
+    json!({
+        "resourceType": "AuditEvent",
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+            "display": "RESTful Operation"
+        },
+        "action": action.audit_code(),
+        "recorded": recorded,
+        "outcome": "4",
+        "outcomeDesc": reason,
+        "agent": agents(actor),
+        "source": { "observer": { "display": "CareSpace" } },
+        "entity": [{ "what": { "display": format!("{rtype} resources") }, "role": role("4", "Domain Resource") }],
     })
 }
 
@@ -82,6 +141,12 @@ pub enum AccountAction {
     RecordSent,
     /// A SMART Health Link's manifest was asked for (the agent is the recipient's name as the client gave it).
     RecordRetrieved,
+    /// A sent record's link turned off by the patient.
+    ShareDeactivated,
+    /// An app allowed to use the record (SMART consent).
+    AppAuthorized,
+    /// A connected app's access removed.
+    AppDisconnected,
 }
 
 impl AccountAction {
@@ -108,6 +173,9 @@ impl AccountAction {
                 "record-retrieved",
                 "Sent record retrieved through its SMART Health Link",
             ),
+            AccountAction::ShareDeactivated => (ATTRS, "share-deactivated", "Sent record's link turned off"),
+            AccountAction::AppAuthorized => (ATTRS, "app-authorized", "App allowed to use the record"),
+            AccountAction::AppDisconnected => (ATTRS, "app-disconnected", "App's access removed"),
         };
         (t, td, code, display)
     }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::render::{self, Chrome};
 use super::{PortalForm, Visitor};
 use crate::AppState;
+use crate::access::audit::AccountAction;
 use crate::clock;
 
 #[derive(Deserialize)]
@@ -69,7 +70,11 @@ pub async fn remove(
         return Redirect::to("/login?next=/connected-apps").into_response();
     };
     match state.oauth.disconnect(&signed_in.account.id, &form.client_id).await {
-        Ok(()) => Redirect::to("/connected-apps").into_response(),
+        Ok(()) => {
+            let what = format!("app {}", form.client_id);
+            visitor.audit(&state, AccountAction::AppDisconnected, None, &what).await;
+            Redirect::to("/connected-apps").into_response()
+        }
         Err(e) => render::failure(&e),
     }
 }

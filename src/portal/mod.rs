@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
+use crate::access::audit::{AccountAction, AccountEvent};
 use crate::accounts::{SignedIn, secret};
 use crate::routes::Routes;
 
@@ -250,6 +251,29 @@ impl FromRequestParts<AppState> for Visitor {
 }
 
 impl Visitor {
+    /// Records in the audit trail something the signed-in person did with their record's access (an app
+    /// allowed or disconnected, a sent record's link turned off): `what` in words. A failure to record is
+    /// logged; what was done stays done.
+    pub async fn audit(&self, state: &AppState, action: AccountAction, patient: Option<&str>, what: &str) {
+        let Some(signed_in) = &self.signed_in else { return };
+        let actor = signed_in.actor().map(|a| a.audit_name()).unwrap_or_default();
+        let patient = patient.or_else(|| signed_in.opened.as_ref().map(|g| g.patient.as_str()));
+        let own = signed_in.account.person.strip_prefix("Patient/");
+        let event = AccountEvent {
+            action,
+            agent: &actor,
+            patient: patient.or(own),
+            proxy: None,
+            disclosed: Some(what),
+            success: true,
+            address: Some(&self.address),
+            recorded: "",
+        };
+        if let Err(e) = state.records.audit_account(&event).await {
+            tracing::error!(error = %e, "an account action could not be audited");
+        }
+    }
+
     /// A redirect after sign-in: a new session cookie and a new CSRF token (nothing set before sign-in
     /// survives it, so a planted cookie is useless).
     fn signed_in_redirect(&self, session: &str, to: &str) -> Response {

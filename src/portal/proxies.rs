@@ -115,12 +115,18 @@ async fn viewings(state: &AppState, actor: &Actor, patient: &str, proxies: &[Pro
     let mut practitioners = std::collections::HashMap::new();
     for e in bundle["entry"].as_array().into_iter().flatten() {
         let ev = &e["resource"];
+        let agents = ev["agent"].as_array().map(Vec::as_slice).unwrap_or_default();
         let agent = &ev["agent"][0]["who"];
-        let raw = agent["reference"]
+        let person = agent["reference"]
             .as_str()
             .or_else(|| agent["display"].as_str())
             .unwrap_or("");
-        let person = raw.split(" via client ").next().unwrap_or(raw);
+        // The app a person used: a second agent, named by its client id.
+        let app = agents
+            .iter()
+            .skip(1)
+            .find(|a| a["who"]["identifier"]["system"] == crate::access::audit::CLIENT_SYSTEM)
+            .and_then(|a| a["who"]["identifier"]["value"].as_str());
         if person == me || person.starts_with("system:") {
             continue;
         }
@@ -148,10 +154,10 @@ async fn viewings(state: &AppState, actor: &Actor, patient: &str, proxies: &[Pro
                     Some(name) => format!("{name} (care team)"),
                 }
             }
-            _ if raw.starts_with("client ") => "A connected system of the practice".to_owned(),
+            _ if person.starts_with("client ") => "A connected system of the practice".to_owned(),
             _ => "The practice".to_owned(),
         };
-        if let Some(client) = raw.split(" via client ").nth(1) {
+        if let Some(client) = app {
             who.push_str(&format!(" using the app {client}"));
         }
         let what = match ev["subtype"][0]["system"].as_str() {

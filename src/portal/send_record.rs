@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::render::{self, Chrome, Field, Problems};
 use super::{PortalForm, Visitor};
 use crate::AppState;
+use crate::access::audit::AccountAction;
 use crate::sharing::{self, NOTES_MAX, SendForm};
 
 #[derive(Deserialize, Default)]
@@ -164,7 +165,13 @@ pub async fn deactivate(
         Err(r) => return *r,
     };
     match state.sharing.deactivate(&patient, &form.id).await {
-        Ok(()) => axum::response::Redirect::to("/sent-records").into_response(),
+        Ok(()) => {
+            let what = format!("sent record {}", form.id);
+            visitor
+                .audit(&state, AccountAction::ShareDeactivated, Some(&patient), &what)
+                .await;
+            axum::response::Redirect::to("/sent-records").into_response()
+        }
         Err(e) => render::failure(&e),
     }
 }

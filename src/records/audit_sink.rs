@@ -60,4 +60,13 @@ impl AuditSink {
         self.jobs.send((writes, done)).await.map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())?.map_err(Error::Store)
     }
+
+    /// Commits `write` with a coming batch without waiting (a refused request's record: the refusal is the
+    /// answer either way). Dropped, with a warning, only when the writer is far behind.
+    pub fn record_soon(&self, write: VersionWrite) {
+        let (done, _) = oneshot::channel();
+        if self.jobs.try_send((vec![write], done)).is_err() {
+            tracing::warn!("the audit writer is behind: a refusal was not recorded");
+        }
+    }
 }

@@ -62,6 +62,25 @@ impl Records {
         })
     }
 
+    /// Records a refused request (without waiting: see [`AuditSink::record_soon`]).
+    ///
+    /// [`AuditSink::record_soon`]: super::audit_sink::AuditSink::record_soon
+    pub(super) fn audit_refusal(
+        &self,
+        actor: &crate::access::Actor,
+        action: crate::access::Action,
+        rtype: &str,
+        reason: &str,
+    ) {
+        let now = self.clock.now_millis();
+        let recorded = clock::instant(now);
+        let event = audit::refusal(actor, action, rtype, reason, &recorded);
+        match self.event_write(event, now, &recorded) {
+            Ok(write) => self.audit.record_soon(write),
+            Err(e) => tracing::warn!(error = %e, "a refusal could not be recorded"),
+        }
+    }
+
     /// Records an account action (sign-in, invitation, ...) in the audit trail; returns when it is durable.
     pub async fn audit_account(&self, event: &audit::AccountEvent<'_>) -> Result<()> {
         let now = self.clock.now_millis();

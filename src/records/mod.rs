@@ -110,7 +110,11 @@ impl Records {
 
     /// The gate, with the queries of granular scopes parsed into search clauses the store applies.
     pub(crate) fn authorize(&self, actor: &Actor, action: Action, rtype: &str) -> Result<Grant> {
-        let mut grant = access::authorize(actor, action, rtype)?;
+        let mut grant = access::authorize(actor, action, rtype).inspect_err(|e| {
+            if let Error::Forbidden(reason) = e {
+                self.audit_refusal(actor, action, rtype, reason);
+            }
+        })?;
         grant.resolve_filter(|rtype, query| {
             let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
             let req = search::parse(

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
 use crate::AppState;
+use crate::access::audit::AccountAction;
 use crate::accounts::SignedIn;
 use crate::accounts::proxies::Openable;
 use crate::oauth::grant::{AuthError, AuthParams, AuthRequest, with_query};
@@ -292,7 +293,11 @@ pub async fn decide(
         .issue_code(&request, &signed_in.account, &granted, chosen)
         .await
     {
-        Ok(code) => Redirect::to(&with_query(&p.redirect_uri, &[("code", &code), ("state", &p.state)])).into_response(),
+        Ok(code) => {
+            let what = format!("app {}: {}", p.client_id, granted.all.join(" "));
+            visitor.audit(&state, AccountAction::AppAuthorized, chosen, &what).await;
+            Redirect::to(&with_query(&p.redirect_uri, &[("code", &code), ("state", &p.state)])).into_response()
+        }
         Err(r) => render::message_page(
             &state,
             StatusCode::INTERNAL_SERVER_ERROR,

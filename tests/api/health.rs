@@ -226,7 +226,7 @@ async fn a_patient_sees_their_labs_and_documents_and_nobody_elses() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["resource"]["agent"][0]["who"]["display"] == format!("Patient/{a}"))
+        .filter(|e| e["resource"]["agent"][0]["who"]["reference"] == format!("Patient/{a}"))
         .count();
     assert!(by_patient >= 4, "page views audited: {by_patient}");
 }

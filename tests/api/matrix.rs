@@ -490,11 +490,12 @@ async fn matrix(engine: &str) {
         b: side_b,
         share: share_path,
         launch_client: launched.client_id,
-        app_client: narrow.client_id,
+        app_client: narrow.client_id.clone(),
         pending_grant,
         unregistered,
         fresh_count: 0,
     };
+    let narrow_client = narrow.client_id;
     let rows = rows(&fixture).await;
 
     // Every route has a row, and every row a route.
@@ -591,6 +592,7 @@ async fn matrix(engine: &str) {
             }
         }
     }
+    audit_trail(engine, &fixture, &narrow_client).await;
     assert!(
         differences.is_empty(),
         "{engine}: {}\n\nthe whole observed matrix (columns: {}):\n{table}",
@@ -970,4 +972,61 @@ async fn rows(f: &Fixture) -> Vec<Row> {
         row("POST", "/logout", "/logout"),
     ]);
     rows
+}
+
+/// What the trail holds after the matrix: each access names the person (so `agent=` finds it), the app they
+/// used and the address it came from; refusals are recorded; so are apps allowed and removed and links turned
+/// off.
+async fn audit_trail(engine: &str, f: &Fixture, narrow_client: &str) {
+    let search = |query: String| read(&f.backend, format!("{}/fhir/AuditEvent?{query}&_count=1000", f.origin));
+    let events = |bundle: Value| -> Vec<Value> {
+        bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["resource"].clone())
+            .collect()
+    };
+    let condition = &f.a.resources.iter().find(|(t, _)| *t == "Condition").unwrap().1;
+    let by_a = events(search(format!("agent=Patient/{}&entity=Condition/{condition}", f.a.id)).await);
+    let read_by_app = by_a
+        .iter()
+        .find(|e| e["subtype"][0]["code"] == "read" && e["agent"].as_array().is_some_and(|a| a.len() == 2))
+        .unwrap_or_else(|| {
+            panic!(
+                "{engine}: no read of A's Condition by A's app among {} events",
+                by_a.len()
+            )
+        });
+    assert_eq!(
+        read_by_app["agent"][0]["network"]["address"], "127.0.0.1",
+        "{engine}: {read_by_app}"
+    );
+    assert_eq!(read_by_app["outcome"], "0", "{engine}");
+
+    let refused = events(search("outcome=4".into()).await);
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["agent"][1]["who"]["identifier"]["value"] == narrow_client
+                && e["outcomeDesc"].as_str().is_some_and(|d| d.contains("scopes"))),
+        "{engine}: the narrow app's refused requests are among the {} refusals: {:?}",
+        refused.len(),
+        refused
+            .iter()
+            .map(|e| e["agent"].to_string())
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+
+    for code in [
+        "app-authorized",
+        "app-disconnected",
+        "share-deactivated",
+        "proxy-revoked",
+        "record-sent",
+    ] {
+        let found = events(search(format!("patient={}&subtype={code}", f.a.id)).await);
+        assert!(!found.is_empty(), "{engine}: {code} in A's trail");
+    }
 }
