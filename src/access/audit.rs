@@ -208,7 +208,12 @@ pub fn account_event(e: &AccountEvent<'_>) -> Value {
         json!({ "display": e.agent })
     };
     let mut agent = json!({ "who": who, "requestor": true });
-    if let Some(address) = e.address {
+    // The request's own address when the caller gave none (a SMART Health Link retrieval).
+    let address = e
+        .address
+        .map(str::to_owned)
+        .or_else(|| CLIENT_ADDRESS.try_with(Clone::clone).ok());
+    if let Some(address) = address {
         agent["network"] = json!({ "address": address, "type": "2" });
     }
     let mut entity: Vec<Value> = e

@@ -279,4 +279,61 @@ mod tests {
             .collect();
         assert_eq!(obs, ["rs"]);
     }
+
+    use proptest::prelude::*;
+
+    /// Scope-like words: the grammar's pieces, recombined, plus noise.
+    fn word() -> impl Strategy<Value = String> {
+        let context = prop_oneof![Just("patient"), Just("user"), Just("system"), Just("launch"), Just("x")];
+        let rtype = prop_oneof![
+            Just("*"),
+            Just("Observation"),
+            Just("Patient"),
+            Just(""),
+            Just("obs"),
+            Just("A1")
+        ];
+        let ops = prop_oneof![
+            Just("read"),
+            Just("write"),
+            Just("cruds"),
+            Just("rs"),
+            Just("sr"),
+            Just("c"),
+            Just(""),
+            Just("*")
+        ];
+        let query = prop_oneof![Just(""), Just("?"), Just("?category=laboratory"), Just("?a=b&c=d")];
+        prop_oneof![
+            (context, rtype, ops, query).prop_map(|(c, t, o, q)| format!("{c}/{t}.{o}{q}")),
+            Just("openid".to_owned()),
+            Just("launch/patient".to_owned()),
+            "\\PC{0,16}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Parsing never panics; what parses prints back to itself, permits itself, and narrowing by a
+        /// registration keeps only words that were asked for and is idempotent.
+        #[test]
+        fn scope_parsing_and_narrowing(asked in prop::collection::vec(word(), 0..6), registered in prop::collection::vec(word(), 0..6)) {
+            let asked = Scopes::parse(&asked.join(" "));
+            let registered = Scopes::parse(&registered.join(" "));
+            if let (Ok(asked), Ok(registered)) = (asked, registered) {
+                let printed = Scopes::parse(&asked.to_string());
+                prop_assert_eq!(printed.as_ref(), Ok(&asked));
+                prop_assert_eq!(&asked.within(&asked), &asked);
+                let granted = asked.within(&registered);
+                prop_assert!(granted.all.iter().all(|w| asked.has(w)));
+                prop_assert_eq!(&granted.within(&registered), &granted);
+                for r in &granted.resources {
+                    prop_assert!(registered.resources.iter().any(|a| a.context == r.context
+                        && (a.rtype.is_none() || a.rtype == r.rtype)
+                        && (!r.ops.create || a.ops.create) && (!r.ops.delete || a.ops.delete)));
+                }
+            }
+        }
+    }
 }

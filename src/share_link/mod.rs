@@ -255,4 +255,64 @@ mod tests {
         assert_eq!(payload["exp"], 1_800_000_000);
         assert_eq!(payload["label"].as_str().unwrap().len(), 80);
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Whatever the label and expiry, the link decodes to what was put in (the label cut to 80
+        /// characters, never inside a character).
+        #[test]
+        fn links_decode_to_what_they_carry(label in "\\PC{0,120}", exp in 0i64..8_000_000_000_000, id in "[A-Za-z0-9_-]{43}") {
+            let url = format!("https://portal.example/shl/{id}");
+            let link = shlink(&url, &[7; 32], exp, &label);
+            let payload: Value = serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(link.strip_prefix("shlink:/").expect("the scheme"))
+                    .expect("base64url"),
+            )
+            .expect("JSON");
+            let kept: String = label.chars().take(80).collect();
+            prop_assert_eq!(payload["url"].as_str(), Some(url.as_str()));
+            prop_assert_eq!(payload["label"].as_str(), Some(kept.as_str()));
+            prop_assert_eq!(payload["exp"].as_i64(), Some(exp / 1000));
+            let key = b64(&[7; 32]);
+            prop_assert_eq!(payload["key"].as_str(), Some(key.as_str()));
+        }
+
+        /// Any file encrypts to a JWE that an independent AES-GCM open (with the header as AAD) turns back
+        /// into the same bytes, and a changed byte fails to open.
+        #[test]
+        fn files_decrypt_to_what_was_encrypted(plaintext in prop::collection::vec(any::<u8>(), 0..4096), flip in any::<usize>()) {
+            let key = [42u8; 32];
+            let jwe = encrypt(&key, "application/fhir+json", &plaintext).unwrap();
+            let parts: Vec<&str> = jwe.split('.').collect();
+            prop_assert_eq!(parts.len(), 5);
+            prop_assert_eq!(parts[1], "");
+            let bytes = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap();
+            let open = |ciphertext: Vec<u8>| {
+                let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
+                let nonce = Nonce::try_assume_unique_for_key(&bytes(parts[2])).unwrap();
+                let mut data = [ciphertext, bytes(parts[4])].concat();
+                key.open_in_place(nonce, Aad::from(parts[0].as_bytes()), &mut data).map(|p| p.to_vec())
+            };
+            prop_assert_eq!(open(bytes(parts[3])).ok(), Some(plaintext.clone()));
+            let mut tampered = bytes(parts[3]);
+            if !tampered.is_empty() {
+                let i = flip % tampered.len();
+                tampered[i] ^= 1;
+                prop_assert!(open(tampered).is_err());
+            }
+        }
+
+        /// Manifest requests are read from any JSON without panicking; what is not a request is refused.
+        #[test]
+        fn manifest_requests_never_panic(body in "\\PC{0,80}", recipient in "\\PC{0,20}", max in any::<i64>()) {
+            let _ = serde_json::from_str::<ManifestRequest>(&body);
+            let json = json!({"recipient": recipient, "passcode": body, "embeddedLengthMax": max}).to_string();
+            let parsed = serde_json::from_str::<ManifestRequest>(&json);
+            prop_assert_eq!(parsed.is_ok(), max >= 0);
+        }
+    }
 }
