@@ -519,6 +519,64 @@ async fn repeated_failed_logins_are_slowed_then_locked() {
     assert!(account_events(&app, &id).await.iter().any(|c| c == "locked"));
 }
 
+/// Reset requests are limited per email (and per address): past five an hour the answer is a plain "try
+/// later", the same for an unknown email, and no more emails go out. Guessing the birth date on an invitation
+/// is limited the same way as passwords.
+#[tokio::test]
+async fn reset_requests_and_birth_date_guesses_are_limited() {
+    let app = spawn_app("sqlite").await;
+    let mut staff = staff_session(&app).await;
+    let email = "lind@example.org";
+    registered_patient(&app, &mut staff, "Lind", email, "1971-07-07").await;
+    let id = patient(&app, "Quist", "1980-03-03").await;
+    let link = invite(&app, &mut staff, &id, "quist@example.org").await;
+    let ask = |who: &'static str| {
+        let mut web = app.web();
+        async move {
+            let page = web.get("/forgot-password").await;
+            web.submit(&page, "/forgot-password", &[("email", who)]).await.status
+        }
+    };
+    let mut known = Vec::new();
+    for _ in 0..6 {
+        known.push(ask(email).await);
+    }
+    assert_eq!(known, [200, 200, 200, 200, 200, 429]);
+    // The invitation, then five reset emails.
+    app.smtp.wait_for(email, 6).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.smtp.messages_to(email).len(), 6, "no sixth reset email");
+    app.state.clock.advance(61 * 60_000);
+    let mut unknown = Vec::new();
+    for _ in 0..6 {
+        unknown.push(ask("nobody@example.org").await);
+    }
+    assert_eq!(unknown, known, "an unknown email is answered the same way");
+
+    // An invitation's birth date: ten wrong guesses lock the link's address out, even for the right date.
+    app.state.clock.advance(61 * 60_000);
+    let mut guesses = Vec::new();
+    for day in 10..21 {
+        guesses.push(
+            register(&mut app.web(), &link, &format!("1980-03-{day}"), PASSWORD)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(guesses[..9], [422; 9], "{guesses:?}");
+    assert_eq!(guesses.last(), Some(&429), "{guesses:?}");
+    let right = register(&mut app.web(), &link, "1980-03-03", PASSWORD).await;
+    assert_eq!(right.status, 429, "{}", right.text());
+    app.state.clock.advance(16 * 60_000);
+    let right = register(&mut app.web(), &link, "1980-03-03", PASSWORD).await;
+    assert_eq!(
+        right.location.as_deref(),
+        Some("/login?registered=1"),
+        "{}",
+        right.text()
+    );
+}
+
 #[tokio::test]
 async fn forms_without_the_csrf_token_are_refused() {
     let app = spawn_app("sqlite").await;
