@@ -1,5 +1,6 @@
 //! Acknowledged writes survive `kill -9`: the real server process is killed in the middle of concurrent
-//! creates and updates, restarted, and every write it answered 2xx to is there with its version history.
+//! creates, updates and transactions, restarted, and every write it answered 2xx to is there with its version
+//! history and its audit record; no transaction is half there.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +54,32 @@ async fn writer(client: reqwest::Client, base: String, worker: i64, acked: Acked
     }
 }
 
+/// Transaction Bundles of three Practitioners sharing a marker, one after another until the server dies; records
+/// every marker sent and whether its answer was 2xx.
+async fn transactions(client: reqwest::Client, base: String, worker: i64, sent: Arc<Mutex<Vec<(String, bool)>>>) {
+    for n in 0.. {
+        let marker = format!("tx-{worker}-{n}");
+        let entry = json!({"resource": {"resourceType": "Practitioner", "identifier": [{"value": marker}]},
+            "request": {"method": "POST", "url": "Practitioner"}});
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [entry, entry, entry]});
+        sent.lock().unwrap().push((marker.clone(), false));
+        let answer = client
+            .post(&base)
+            .header("content-type", "application/fhir+json")
+            .body(bundle.to_string())
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status().is_success() => {
+                if let Some(last) = sent.lock().unwrap().last_mut() {
+                    last.1 = true;
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
 #[tokio::test]
 async fn acknowledged_writes_survive_kill_9() {
     for engine in engines() {
@@ -64,6 +91,7 @@ async fn acknowledged_writes_survive_kill_9() {
             .unwrap();
         let mut client = probe.clone();
         let acked: Acked = Arc::default();
+        let bundles: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
         for round in 0..3u64 {
             let port = free_port();
             let mut server = start_server(dir.path(), &database_url, port, &[]);
@@ -73,7 +101,7 @@ async fn acknowledged_writes_survive_kill_9() {
                     authorized(&system_token(&format!("http://127.0.0.1:{port}"), dir.path(), &database_url).await);
             }
             let base = format!("http://127.0.0.1:{port}/fhir");
-            let writers: Vec<_> = (0..4)
+            let mut writers: Vec<_> = (0..4)
                 .map(|w| {
                     tokio::spawn(writer(
                         client.clone(),
@@ -83,6 +111,12 @@ async fn acknowledged_writes_survive_kill_9() {
                     ))
                 })
                 .collect();
+            writers.push(tokio::spawn(transactions(
+                client.clone(),
+                base.clone(),
+                round as i64,
+                bundles.clone(),
+            )));
             tokio::time::sleep(Duration::from_millis(300 + 250 * round)).await;
             server.kill().expect("SIGKILL the server");
             server.wait().expect("reap");
@@ -151,6 +185,47 @@ async fn acknowledged_writes_survive_kill_9() {
                 .collect();
             versions.sort();
             assert_eq!(versions, (1..=total).collect::<Vec<_>>(), "{engine}: Basic/{id}");
+        }
+        // Every acknowledged write is in the audit trail (written in the same transaction).
+        for (id, version, _) in acked.iter().filter(|(_, v, _)| *v == 1) {
+            let trail: Value = client
+                .get(format!("{base}/AuditEvent?entity=Basic/{id}&_count=1000"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert!(
+                trail["total"].as_i64().is_some_and(|t| t >= *version),
+                "{engine}: the creation of Basic/{id} is not in the audit trail"
+            );
+        }
+        // A transaction is all or nothing: three resources for each acknowledged Bundle, three or none for
+        // one cut by the kill.
+        let bundles = bundles.lock().unwrap().clone();
+        assert!(
+            bundles.iter().any(|(_, ok)| *ok),
+            "{engine}: no transaction was acknowledged"
+        );
+        for (marker, acknowledged) in &bundles {
+            let found: Value = client
+                .get(format!("{base}/Practitioner?identifier={marker}&_summary=count"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let total = found["total"].as_i64().unwrap_or(-1);
+            if *acknowledged {
+                assert_eq!(total, 3, "{engine}: acknowledged transaction {marker}");
+            } else {
+                assert!(
+                    total == 0 || total == 3,
+                    "{engine}: transaction {marker} is half there ({total})"
+                );
+            }
         }
         server.kill().unwrap();
         server.wait().unwrap();
