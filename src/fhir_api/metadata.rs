@@ -14,6 +14,12 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
     super::fhir_json(StatusCode::OK, state.capability_statement.to_string())
 }
 
+const AUDIT_RULES: &str = "The audit trail: the server records every access, refusal and account action. Backend services \
+(system scopes) may add events; no one updates or deletes one. Someone acting for a patient cannot read it.";
+
+const RELATED_PERSON_RULES: &str = "A RelatedPerson may stand for family access granted in the portal: making it inactive, or \
+deleting it, ends that access and its sessions and tokens at once. Someone acting for a patient cannot read these.";
+
 /// What a client acting for a patient must know before writing a portal message.
 const COMMUNICATION_RULES: &str = "Portal messages. Written for a patient (patient or user scopes of a patient), a Communication \
 is checked against the carespace-portal-message profile (stamped when meta.profile lacks it); its sender must be the \
@@ -44,9 +50,13 @@ pub fn statement(records: &Records) -> Value {
                 json!({ "name": "_lastUpdated", "type": "date", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated" }),
             ];
             params.extend(registry.of_type(rtype).iter().map(|p| json!({ "name": p.name, "type": p.kind.as_str(), "definition": p.url })));
+            // The audit trail is append-only: no one updates or deletes an event.
+            let offered = interactions
+                .iter()
+                .filter(|c| *rtype != "AuditEvent" || !matches!(**c, "update" | "delete"));
             let mut r = json!({
                 "type": rtype,
-                "interaction": interactions.iter().map(|c| json!({ "code": c })).collect::<Vec<_>>(),
+                "interaction": offered.map(|c| json!({ "code": c })).collect::<Vec<_>>(),
                 "versioning": "versioned",
                 "readHistory": true,
                 "updateCreate": true,
@@ -59,8 +69,11 @@ pub fn statement(records: &Records) -> Value {
             if !profiles.is_empty() {
                 r["supportedProfile"] = json!(profiles);
             }
-            if *rtype == "Communication" {
-                r["documentation"] = json!(COMMUNICATION_RULES);
+            match *rtype {
+                "Communication" => r["documentation"] = json!(COMMUNICATION_RULES),
+                "AuditEvent" => r["documentation"] = json!(AUDIT_RULES),
+                "RelatedPerson" => r["documentation"] = json!(RELATED_PERSON_RULES),
+                _ => {}
             }
             if *rtype == "Patient" {
                 r["operation"] = json!([{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }]);

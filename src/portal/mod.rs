@@ -16,6 +16,7 @@ mod reset;
 mod resources;
 mod send_record;
 mod staff;
+mod trail;
 
 use std::net::SocketAddr;
 
@@ -51,6 +52,7 @@ pub fn routes(state: &AppState) -> Routes {
         .get("/staff/messages", messages::staff_list)
         .get("/staff/messages/{id}", messages::staff_open)
         .post("/staff/messages/{id}/reply", messages::staff_reply)
+        .get("/staff/patients/{patient}/audit", trail::staff_page)
         .get("/staff/patients/{patient}/message", messages::staff_new)
         .post("/staff/patients/{patient}/message", messages::staff_send)
         .get("/download", download::download)

@@ -7,13 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::render::{self, Chrome, Field, Problems};
 use super::{PortalForm, Visitor};
 use crate::AppState;
 use crate::access::Actor;
-use crate::accounts::proxies::{NewProxy, Proxy, ProxyStatus, RELATIONSHIPS};
+use crate::accounts::proxies::{NewProxy, ProxyStatus, RELATIONSHIPS};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::store::accounts::AccountKind;
@@ -53,130 +52,6 @@ fn owner(visitor: &Visitor) -> std::result::Result<String, Box<Response>> {
 
 fn date(ms: i64) -> String {
     clock::instant(ms)[..10].to_owned()
-}
-
-/// An AuditEvent in plain words: when, who, what.
-struct Viewing {
-    when: String,
-    who: String,
-    what: String,
-}
-
-fn verb(action: &str) -> &'static str {
-    match action {
-        "C" => "added",
-        "U" => "changed",
-        "D" => "deleted",
-        _ => "viewed",
-    }
-}
-
-/// Words for the kinds of data an event touched (`Observation/1` → "lab results and measurements").
-fn data_words(event: &Value) -> String {
-    let mut kinds: Vec<&str> = event["entity"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["what"]["reference"].as_str())
-        .filter_map(|r| r.split('/').next())
-        .filter(|t| *t != "Patient")
-        .map(|t| match t {
-            "Observation" => "results",
-            "DiagnosticReport" => "reports",
-            "DocumentReference" | "Binary" => "documents",
-            "Communication" => "messages",
-            "RelatedPerson" => "who has access",
-            _ => "record details",
-        })
-        .collect();
-    kinds.sort_unstable();
-    kinds.dedup();
-    if kinds.is_empty() {
-        "the record".to_owned()
-    } else {
-        kinds.join(", ")
-    }
-}
-
-/// Who else (not the patient) looked at or changed the record, newest first, in plain words.
-async fn viewings(state: &AppState, actor: &Actor, patient: &str, proxies: &[Proxy]) -> Result<Vec<Viewing>> {
-    let params: Vec<(String, String)> = [
-        ("patient", format!("Patient/{patient}")),
-        ("_sort", "-date".to_owned()),
-        ("_count", "200".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let bundle: Value = serde_json::from_str(&state.records.search(actor, "AuditEvent", &params, false).await?)
-        .map_err(|e| Error::Store(e.to_string()))?;
-    let me = format!("Patient/{patient}");
-    let mut out = Vec::new();
-    let mut practitioners = std::collections::HashMap::new();
-    for e in bundle["entry"].as_array().into_iter().flatten() {
-        let ev = &e["resource"];
-        let agents = ev["agent"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let agent = &ev["agent"][0]["who"];
-        let person = agent["reference"]
-            .as_str()
-            .or_else(|| agent["display"].as_str())
-            .unwrap_or("");
-        // The app a person used: a second agent, named by its client id.
-        let app = agents
-            .iter()
-            .skip(1)
-            .find(|a| a["who"]["identifier"]["system"] == crate::access::audit::CLIENT_SYSTEM)
-            .and_then(|a| a["who"]["identifier"]["value"].as_str());
-        if person == me || person.starts_with("system:") {
-            continue;
-        }
-        let mut who = match person.split_once('/') {
-            Some(("RelatedPerson", id)) => proxies
-                .iter()
-                .find(|p| p.grant.related_person == id)
-                .map(|p| {
-                    let name = if p.name.is_empty() { &p.email } else { &p.name };
-                    format!("{name} (family and friends)")
-                })
-                .unwrap_or_else(|| "Someone you gave access".to_owned()),
-            Some(("Practitioner", id)) => {
-                if !practitioners.contains_key(id) {
-                    let name = match state.records.read(actor, "Practitioner", id).await {
-                        Ok(p) => serde_json::from_str(&p.body)
-                            .map(|v: Value| crate::fhir::display_name(&v))
-                            .unwrap_or_default(),
-                        Err(_) => String::new(),
-                    };
-                    practitioners.insert(id.to_owned(), name);
-                }
-                match practitioners.get(id).map(String::as_str) {
-                    Some("") | None => "Your care team".to_owned(),
-                    Some(name) => format!("{name} (care team)"),
-                }
-            }
-            _ if person.starts_with("client ") => "A connected system of the practice".to_owned(),
-            _ => "The practice".to_owned(),
-        };
-        if let Some(client) = app {
-            who.push_str(&format!(" using the app {client}"));
-        }
-        let what = match ev["subtype"][0]["system"].as_str() {
-            Some(crate::access::audit::ACCOUNT_EVENT_SYSTEM) => {
-                ev["subtype"][0]["display"].as_str().unwrap_or("").to_owned()
-            }
-            _ => format!("{} {}", verb(ev["action"].as_str().unwrap_or("")), data_words(ev)),
-        };
-        let recorded = ev["recorded"].as_str().unwrap_or("");
-        out.push(Viewing {
-            when: recorded.get(..16).unwrap_or(recorded).replace('T', " "),
-            who,
-            what,
-        });
-        if out.len() == 50 {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 fn grant_form(visitor: &Visitor, typed: &GrantForm, problems: &Problems) -> Markup {
@@ -221,7 +96,12 @@ async fn page(
     };
     let result = async {
         let proxies = state.accounts.proxies(&actor, patient).await?;
-        let seen = viewings(state, &actor, patient, &proxies).await?;
+        let seen: Vec<super::trail::Entry> = super::trail::entries(state, &actor, patient, 200)
+            .await?
+            .into_iter()
+            .filter(|e| !e.by_patient && !e.by_server)
+            .take(50)
+            .collect();
         Ok::<_, Error>((proxies, seen))
     }
     .await;

@@ -60,7 +60,7 @@ pub(super) fn staff(visitor: &Visitor) -> Option<(&SignedIn, Actor)> {
     Some((s, s.actor().ok()?))
 }
 
-fn to_staff_login() -> Response {
+pub(super) fn to_staff_login() -> Response {
     Redirect::to("/staff/login?next=/staff").into_response()
 }
 
@@ -179,6 +179,8 @@ async fn page(
                             td {
                                 (p.name) br; small { "Patient/" (p.id) } br;
                                 a href=(format!("/staff/patients/{}/message", p.id)) { "Write a message" }
+                                " · "
+                                a href=(format!("/staff/patients/{}/audit", p.id)) { "Audit trail" }
                             }
                             td { (p.birth_date) }
                             td {

@@ -1,12 +1,11 @@
 //! `carespace backup` copies the SQLite database while the server runs; `carespace restore` puts a backup back,
 //! refusing while a server uses the database and refusing files that are not CareSpace backups.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::json;
 
-use crate::helpers::{fhir_client, new_database, system_token};
+use crate::helpers::{fhir_client, free_port, new_database, start_server, system_token, wait_ready};
 
 fn carespace(dir: &std::path::Path, database_url: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_carespace"));
@@ -20,38 +19,12 @@ fn carespace(dir: &std::path::Path, database_url: &str) -> Command {
 async fn backup_while_serving_and_restore_when_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let database_url = new_database("sqlite", dir.path()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let start = || {
-        carespace(dir.path(), &database_url)
-            .arg("serve")
-            .env("CARESPACE_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let port = free_port();
+    let start = || start_server(dir.path(), &database_url, port, &[]);
     let probe = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}/fhir");
-    let ready = || async {
-        for _ in 0..200 {
-            if probe
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("server did not start");
-    };
     let mut server = start();
-    ready().await;
+    wait_ready(&probe, port).await;
     let client = fhir_client(&system_token(&format!("http://127.0.0.1:{port}"), dir.path(), &database_url).await);
     let put = |id: &str| {
         client
@@ -93,8 +66,7 @@ async fn backup_while_serving_and_restore_when_stopped() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
 
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, b"not a database").unwrap();
@@ -115,13 +87,12 @@ async fn backup_while_serving_and_restore_when_stopped() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let mut server = start();
-    ready().await;
+    wait_ready(&probe, port).await;
     assert_eq!(status("before".into()).await, 200);
     assert_eq!(
         status("after".into()).await,
         404,
         "the restore brings back the state of the backup"
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
 }

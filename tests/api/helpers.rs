@@ -290,10 +290,27 @@ pub fn interop_dir() -> Option<std::path::PathBuf> {
     }
 }
 
+/// A `carespace serve` process, killed when dropped: a failing test leaves no server behind.
+pub struct Server(std::process::Child);
+
+impl Server {
+    /// SIGKILL, then wait until the process is gone.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts `carespace serve` as its own process on `port` (logging warnings only); `env` adds or overrides
 /// settings.
-pub fn start_server(dir: &std::path::Path, database_url: &str, port: u16, env: &[(&str, &str)]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_carespace"))
+pub fn start_server(dir: &std::path::Path, database_url: &str, port: u16, env: &[(&str, &str)]) -> Server {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_carespace"))
         .arg("serve")
         .env("CARESPACE_DATA_DIR", dir)
         .env("CARESPACE_DATABASE_URL", database_url)
@@ -304,7 +321,8 @@ pub fn start_server(dir: &std::path::Path, database_url: &str, port: u16, env: &
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("start carespace")
+        .expect("start carespace");
+    Server(child)
 }
 
 /// Waits until the server on `port` answers `/readyz`.

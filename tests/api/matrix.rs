@@ -71,6 +71,7 @@ enum Fresh {
     Resource(&'static str),
 }
 
+#[derive(Clone)]
 struct Row {
     method: &'static str,
     template: &'static str,
@@ -533,7 +534,12 @@ async fn matrix(engine: &str) {
                 csrf: "forged".into(),
                 ..callers[n].clone()
             };
-            let (cell, _) = call(&http, &app, &mut fixture, row, &forged).await;
+            // Refused before anything is looked at: nothing needs making for it.
+            let bare = Row {
+                fresh: None,
+                ..row.clone()
+            };
+            let (cell, _) = call(&http, &app, &mut fixture, &bare, &forged).await;
             assert!(
                 cell.starts_with("403"),
                 "{engine}: {} by {} without the CSRF token: {cell}",
@@ -592,7 +598,7 @@ async fn matrix(engine: &str) {
             }
         }
     }
-    audit_trail(engine, &fixture, &narrow_client).await;
+    audit_trail(engine, &app, &fixture, &narrow_client).await;
     assert!(
         differences.is_empty(),
         "{engine}: {}\n\nthe whole observed matrix (columns: {}):\n{table}",
@@ -809,6 +815,7 @@ async fn rows(f: &Fixture) -> Vec<Row> {
         row("POST", "/staff/messages/{id}/reply", "/staff/messages/{fresh}/reply")
             .form(&[("body", "Noted.")])
             .fresh(Fresh::MessageFromA),
+        row("GET", "/staff/patients/{patient}/audit", format!("/staff/patients/{a}/audit")),
         row("GET", "/staff/patients/{patient}/message", format!("/staff/patients/{a}/message")),
         row("POST", "/staff/patients/{patient}/message", format!("/staff/patients/{a}/message"))
             .form(&[("category", "health-question"), ("subject", "Results"), ("body", "All fine.")]),
@@ -977,7 +984,7 @@ async fn rows(f: &Fixture) -> Vec<Row> {
 /// What the trail holds after the matrix: each access names the person (so `agent=` finds it), the app they
 /// used and the address it came from; refusals are recorded; so are apps allowed and removed and links turned
 /// off.
-async fn audit_trail(engine: &str, f: &Fixture, narrow_client: &str) {
+async fn audit_trail(engine: &str, app: &TestApp, f: &Fixture, narrow_client: &str) {
     let search = |query: String| read(&f.backend, format!("{}/fhir/AuditEvent?{query}&_count=1000", f.origin));
     let events = |bundle: Value| -> Vec<Value> {
         bundle["entry"]
@@ -1029,4 +1036,27 @@ async fn audit_trail(engine: &str, f: &Fixture, narrow_client: &str) {
         let found = events(search(format!("patient={}&subtype={code}", f.a.id)).await);
         assert!(!found.is_empty(), "{engine}: {code} in A's trail");
     }
+
+    // The care team reads the same trail in words; the patient sees what others did. (The matrix signed
+    // everyone out: new sessions.)
+    let mut staff = staff_login(&f.origin).await;
+    let page = staff.get(&format!("/staff/patients/{}/audit", f.a.id)).await;
+    let text = page.text();
+    for words in [
+        "Audit trail: Pat Amsel",
+        "The patient using the app",
+        "(family and friends)",
+        "(care team) using the app",
+        "Signed out",
+        "Refused",
+        "127.0.0.1",
+    ] {
+        assert!(text.contains(words), "{engine}: {words:?} on the staff audit page");
+    }
+    let (mut alice, _) = login(app, A_EMAIL, PASSWORD, A_BIRTH).await;
+    let own = alice.get("/manage-users").await.text();
+    assert!(
+        own.contains("Kin (family and friends)") && own.contains("Nora Nurse (care team)"),
+        "{engine}: who viewed A's record, in words"
+    );
 }
