@@ -176,10 +176,13 @@ impl Mailer {
                 tokio::fs::rename(&staged, dir.join(&name))
                     .await
                     .map_err(|e| e.to_string())?;
+                // Without fragments: a SMART Health Link's key travels in one (`/shl/view#shlink:/…`) and
+                // must stay in the letter.
                 let links: Vec<&str> = mail
                     .text_body
                     .split_whitespace()
                     .filter(|w| w.starts_with(&self.base_url))
+                    .filter_map(|w| w.split('#').next())
                     .collect();
                 tracing::info!(
                     to = %mail.recipient,

@@ -782,3 +782,60 @@ async fn no_password_token_or_link_is_logged() {
         assert!(!logged.contains(secret.as_str()), "{secret} was logged");
     }
 }
+
+/// With no mail server, letters go to the outbox folder and their links are logged for the developer, but a
+/// SMART Health Link's key never is: it travels in the link's fragment, which stays in the letter.
+#[tokio::test]
+async fn the_outbox_folder_log_keeps_share_link_keys_out() {
+    let logs = captured_logs();
+    let app = crate::helpers::spawn_app_with_outbox_folder("sqlite").await;
+    let email = "folder@example.org";
+    let id = patient(&app, "Folder", "1966-06-06").await;
+    let mut staff = staff_session(&app).await;
+    let page = staff.get("/staff").await;
+    let sent = staff
+        .submit(
+            &page,
+            "/staff/invite",
+            &[("patient", &id), ("email", email), ("name", "")],
+        )
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.text());
+    // The invitation's link, as the developer finds it in the log.
+    let logged = || String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    let marker = format!("{}/register?token=", app.origin);
+    let mut link = None;
+    for _ in 0..100 {
+        let text = logged();
+        if let Some(start) = text.find(&marker) {
+            let rest = &text[start..];
+            link = Some(rest[..rest.find(['"', ' ', ']']).unwrap_or(rest.len())].to_owned());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let link = link.expect("the invitation's link in the log");
+    let done = register(&mut app.web(), &link, "1966-06-06", PASSWORD).await;
+    assert_eq!(done.status, 303, "{}", done.text());
+    let (mut web, _) = login(&app, email, PASSWORD, "1966-06-06").await;
+    let form = web.get("/send-record").await;
+    let fields = [
+        ("recipient", "dr.folder@clinic.example"),
+        ("start", "2026-01-01"),
+        ("end", "2026-12-31"),
+        ("notes", ""),
+        ("password", "Harbor-Lights-42!"),
+        ("confirm", "Harbor-Lights-42!"),
+    ];
+    assert_eq!(web.submit(&form, "/send-record", &fields).await.status, 200);
+    let viewer = format!("{}/shl/view", app.origin);
+    for _ in 0..100 {
+        if logged().contains(&viewer) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let logged = logged();
+    assert!(logged.contains(&viewer), "the letter's viewer link is logged");
+    assert!(!logged.contains("shlink:/"), "a share link's key was logged");
+}

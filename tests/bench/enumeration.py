@@ -139,7 +139,8 @@ def main():
     lines += [
         "",
         f"- Sign-in answers: {'one and the same page' if same_login else 'NOT the same page'} for all three; medians "
-        f"within {max(medians) - min(medians):.0f} ms of each other (each runs one Argon2id verification).",
+        f"within {max(medians) - min(medians):.0f} ms of each other (each runs one Argon2id verification; the third and "
+        f"fourth failures of an email are slowed by the throttle, known or not).",
         f"- Reset answers: {'one and the same page' if same_reset else 'NOT the same page'} for both; medians within "
         f"{max(reset_medians) - min(reset_medians):.0f} ms (the email is composed after the answer).",
         "",
