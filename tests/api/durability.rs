@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{authorized, engines, free_port, new_database, start_server, system_token, wait_ready};
+use crate::helpers::{authorized, engines, free_port, get_json, new_database, start_server, system_token, wait_ready};
 
 /// (id, version, marker) of each acknowledged write.
 type Acked = Arc<Mutex<Vec<(String, i64, i64)>>>;
@@ -163,14 +163,7 @@ async fn acknowledged_writes_survive_kill_9() {
                 .map(|(_, v, _)| *v)
                 .max()
                 .unwrap();
-            let history: Value = client
-                .get(format!("{base}/Basic/{id}/_history?_count=1000"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let history: Value = get_json(&client, format!("{base}/Basic/{id}/_history?_count=1000")).await;
             let total = history["total"].as_i64().unwrap();
             assert!(
                 total == newest || total == newest + 1,
@@ -187,14 +180,7 @@ async fn acknowledged_writes_survive_kill_9() {
         }
         // Every acknowledged write is in the audit trail (written in the same transaction).
         for (id, version, _) in acked.iter().filter(|(_, v, _)| *v == 1) {
-            let trail: Value = client
-                .get(format!("{base}/AuditEvent?entity=Basic/{id}&_count=1000"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let trail: Value = get_json(&client, format!("{base}/AuditEvent?entity=Basic/{id}&_count=1000")).await;
             assert!(
                 trail["total"].as_i64().is_some_and(|t| t >= *version),
                 "{engine}: the creation of Basic/{id} is not in the audit trail"
@@ -208,14 +194,11 @@ async fn acknowledged_writes_survive_kill_9() {
             "{engine}: no transaction was acknowledged"
         );
         for (marker, acknowledged) in &bundles {
-            let found: Value = client
-                .get(format!("{base}/Practitioner?identifier={marker}&_summary=count"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let found: Value = get_json(
+                &client,
+                format!("{base}/Practitioner?identifier={marker}&_summary=count"),
+            )
+            .await;
             let total = found["total"].as_i64().unwrap_or(-1);
             if *acknowledged {
                 assert_eq!(total, 3, "{engine}: acknowledged transaction {marker}");

@@ -86,6 +86,11 @@ pub fn fhir_client(token: &str) -> reqwest::Client {
         .expect("client")
 }
 
+/// GETs `url` and reads the answer as JSON (whatever its status).
+pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
+    client.get(url).send().await.expect("GET").json().await.expect("JSON")
+}
+
 /// Tells the person running the tests, even when the test passes: the harness captures `eprintln!` but not
 /// writes to the stderr handle itself.
 pub fn say(message: &str) {

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::accounts::{PASSWORD, login, registered_patient, staff_login, staff_session};
-use crate::helpers::{TestApp, engines, fhir_client, spawn_app, system_token};
+use crate::helpers::{TestApp, engines, fhir_client, get_json, spawn_app, system_token};
 use crate::messages::staff_writes;
 use crate::proxies::{grant, related_person};
 use crate::send_record::{PROVIDER, ZIP_PASSWORD, decode_shlink};
@@ -26,6 +26,15 @@ const B_EMAIL: &str = "brandt@example.org";
 const B_BIRTH: &str = "1962-02-02";
 const PROXY_BIRTH: &str = "1990-05-05";
 const FULL: [&str; 2] = ["launch/patient", "patient/*.cruds"];
+/// A's Send Record form: the year 2026 to the provider, protected by the passcode.
+const SEND_RECORD: [(&str, &str); 6] = [
+    ("recipient", PROVIDER),
+    ("start", "2026-01-01"),
+    ("end", "2026-12-31"),
+    ("notes", ""),
+    ("password", ZIP_PASSWORD),
+    ("confirm", ZIP_PASSWORD),
+];
 
 /// The columns, in the table's order.
 const CALLERS: [&str; 11] = [
@@ -228,10 +237,6 @@ async fn create(backend: &reqwest::Client, origin: &str, body: &Value) -> String
     created["id"].as_str().unwrap().to_owned()
 }
 
-async fn read(backend: &reqwest::Client, url: String) -> Value {
-    backend.get(url).send().await.unwrap().json().await.unwrap()
-}
-
 /// The ids in the forms of a page that post `id` (the patient's sent records).
 fn share_ids(page: &str) -> BTreeSet<String> {
     let marker = "name=\"id\" value=\"";
@@ -244,15 +249,7 @@ fn share_ids(page: &str) -> BTreeSet<String> {
 async fn send_record(web: &mut Web) -> String {
     let before = share_ids(&web.get("/sent-records").await.body);
     let form = web.get("/send-record").await;
-    let fields = [
-        ("recipient", PROVIDER),
-        ("start", "2026-01-01"),
-        ("end", "2026-12-31"),
-        ("notes", ""),
-        ("password", ZIP_PASSWORD),
-        ("confirm", ZIP_PASSWORD),
-    ];
-    let sent = web.submit(&form, "/send-record", &fields).await;
+    let sent = web.submit(&form, "/send-record", &SEND_RECORD).await;
     assert_eq!(sent.status, 200, "{}", sent.text());
     let after = share_ids(&web.get("/sent-records").await.body);
     after.difference(&before).next().expect("a new share").clone()
@@ -400,7 +397,7 @@ async fn matrix(engine: &str) {
         .resources
         .push(("RelatedPerson", related_person(&managed, "frida@example.org")));
     for side in [&mut side_a, &mut side_b] {
-        let trail = read(
+        let trail = get_json(
             &backend,
             format!("{origin}/fhir/AuditEvent?patient={}&_count=1", side.id),
         )
@@ -822,14 +819,7 @@ async fn rows(f: &Fixture) -> Vec<Row> {
         row("GET", "/download", "/download"),
         row("GET", "/summary", "/summary"),
         row("GET", "/send-record", "/send-record"),
-        row("POST", "/send-record", "/send-record").form(&[
-            ("recipient", PROVIDER),
-            ("start", "2026-01-01"),
-            ("end", "2026-12-31"),
-            ("notes", ""),
-            ("password", ZIP_PASSWORD),
-            ("confirm", ZIP_PASSWORD),
-        ]),
+        row("POST", "/send-record", "/send-record").form(&SEND_RECORD),
         row("GET", "/sent-records", "/sent-records"),
         row("POST", "/sent-records/deactivate", "/sent-records/deactivate")
             .form(&[("id", "{fresh}")])
@@ -892,7 +882,7 @@ async fn rows(f: &Fixture) -> Vec<Row> {
                 .find(|(t, _)| *t == rtype)
                 .expect("a resource of each type")
                 .1;
-        let current = read(&f.backend, format!("{}/fhir/{rtype}/{id}", f.origin)).await;
+        let current = get_json(&f.backend, format!("{}/fhir/{rtype}/{id}", f.origin)).await;
         rows.extend([
             row("GET", "/fhir/{rtype}", format!("/fhir/{rtype}")).rtype(rtype),
             row("POST", "/fhir/{rtype}", format!("/fhir/{rtype}"))
@@ -929,7 +919,7 @@ async fn rows(f: &Fixture) -> Vec<Row> {
     // A write may not move a resource out of the records the caller may change, and a grant's RelatedPerson
     // made inactive ends that access (as "Revoke access" does).
     let obs = &f.a.resources.iter().find(|(t, _)| *t == "Observation").unwrap().1;
-    let mut moved = read(&f.backend, format!("{}/fhir/Observation/{obs}", f.origin)).await;
+    let mut moved = get_json(&f.backend, format!("{}/fhir/Observation/{obs}", f.origin)).await;
     moved["subject"]["reference"] = json!(format!("Patient/{}", f.b.id));
     moved.as_object_mut().unwrap().remove("note");
     rows.extend([
@@ -985,7 +975,7 @@ async fn rows(f: &Fixture) -> Vec<Row> {
 /// used and the address it came from; refusals are recorded; so are apps allowed and removed and links turned
 /// off.
 async fn audit_trail(engine: &str, app: &TestApp, f: &Fixture, narrow_client: &str) {
-    let search = |query: String| read(&f.backend, format!("{}/fhir/AuditEvent?{query}&_count=1000", f.origin));
+    let search = |query: String| get_json(&f.backend, format!("{}/fhir/AuditEvent?{query}&_count=1000", f.origin));
     let events = |bundle: Value| -> Vec<Value> {
         bundle["entry"]
             .as_array()

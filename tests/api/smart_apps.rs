@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::accounts::{PASSWORD, registered_patient, staff_session};
-use crate::helpers::{TestApp, fhir_client, spawn_app};
+use crate::helpers::{TestApp, fhir_client, get_json, spawn_app};
 use crate::web::Web;
 
 /// The SMART fields of a token response.
@@ -136,10 +136,6 @@ async fn authorize_in_browser(
     let answer = web.post_raw("/oauth/authorize", &refs).await;
     assert_eq!(answer.status, 303, "{}", answer.text());
     (answer.location.unwrap(), text)
-}
-
-async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 async fn status(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> u16 {

@@ -146,11 +146,7 @@ def main():
         "",
         MARK_END,
     ]
-    with open(args.out) as f:
-        doc = f.read()
-    start, end = doc.index(MARK_START), doc.index(MARK_END) + len(MARK_END)
-    with open(args.out, "w") as f:
-        f.write(doc[:start] + "\n".join(lines) + doc[end:])
+    bench.replace_section(args.out, MARK_START, MARK_END, lines[1:-1])
     bench.log("\n".join(lines[2:-2]))
     bench.shutil.rmtree(workdir, ignore_errors=True)
 

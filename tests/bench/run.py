@@ -440,16 +440,21 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def write_results(path, results, pending):
-    section = [MARK_START, "", f"Measured {machine()}", "", *map(table, results)]
-    if pending:
-        section += ["Not measured in this run: " + ", ".join(f"{e} at {s}" for e, s in pending) + ".", ""]
+def replace_section(path, start_mark, end_mark, lines):
+    """Puts `lines` between the two marker comments in the document at `path` (the markers stay)."""
     with open(path) as f:
         doc = f.read()
-    start, end = doc.index(MARK_START), doc.index(MARK_END) + len(MARK_END)
+    start, end = doc.index(start_mark), doc.index(end_mark) + len(end_mark)
     with open(path, "w") as f:
-        f.write(doc[:start] + "\n".join(section + [MARK_END]) + doc[end:])
+        f.write(doc[:start] + "\n".join([start_mark, *lines, end_mark]) + doc[end:])
     log(f"wrote {path}")
+
+
+def write_results(path, results, pending):
+    section = ["", f"Measured {machine()}", "", *map(table, results)]
+    if pending:
+        section += ["Not measured in this run: " + ", ".join(f"{e} at {s}" for e, s in pending) + ".", ""]
+    replace_section(path, MARK_START, MARK_END, section)
 
 
 if __name__ == "__main__":
