@@ -23,10 +23,12 @@ async fn patient(app: &TestApp, family: &str, birth_date: &str) -> String {
 
 /// The operator adds a staff member (`carespace staff add`, password on stdin); the staff member logs in.
 pub async fn staff_session(app: &TestApp) -> Web {
-    let (ok, out) = app.command_with_input(
-        &["staff", "add", "--email", STAFF_EMAIL, "--name", "Nora Nurse"],
-        &format!("{STAFF_PASSWORD}\n"),
-    );
+    let (ok, out) = app
+        .command_with_input(
+            &["staff", "add", "--email", STAFF_EMAIL, "--name", "Nora Nurse"],
+            &format!("{STAFF_PASSWORD}\n"),
+        )
+        .await;
     assert!(ok, "{out}");
     assert!(
         !out.contains(STAFF_PASSWORD),
@@ -262,7 +264,7 @@ async fn invitations_expire_after_4_days_and_resending_replaces_the_link() {
     let id = patient(&app, "Okoye", "1971-06-15").await;
     let email = "okoye@example.org";
     // The operator's command line sends the first invitation.
-    let (ok, out) = app.command(&["invite", &id, email]);
+    let (ok, out) = app.command(&["invite", &id, email]).await;
     assert!(ok, "{out}");
     let first = app
         .smtp

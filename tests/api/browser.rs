@@ -67,10 +67,12 @@ async fn a_person_registers_from_the_invitation_email_and_logs_in() {
     }
     let app = spawn_app_with_outbox_folder("sqlite").await;
     let (staff_email, staff_password) = ("desk@practice.example", "Front-Desk-24!");
-    let (ok, out) = app.command_with_input(
-        &["staff", "add", "--email", staff_email, "--name", "Dana Desk"],
-        &format!("{staff_password}\n"),
-    );
+    let (ok, out) = app
+        .command_with_input(
+            &["staff", "add", "--email", staff_email, "--name", "Dana Desk"],
+            &format!("{staff_password}\n"),
+        )
+        .await;
     assert!(ok, "{out}");
     app.create(json!({
         "resourceType": "Patient",
@@ -111,17 +113,19 @@ async fn the_smart_js_client_completes_a_standalone_launch_and_reads_observation
         .local_addr()
         .unwrap()
         .port();
-    let (ok, out) = app.command(&[
-        "client",
-        "add",
-        "--name",
-        "Lab Viewer",
-        "--public",
-        "--redirect-uri",
-        &format!("http://127.0.0.1:{port}/index.html"),
-        "--scope",
-        "launch/patient openid fhirUser patient/*.rs",
-    ]);
+    let (ok, out) = app
+        .command(&[
+            "client",
+            "add",
+            "--name",
+            "Lab Viewer",
+            "--public",
+            "--redirect-uri",
+            &format!("http://127.0.0.1:{port}/index.html"),
+            "--scope",
+            "launch/patient openid fhirUser patient/*.rs",
+        ])
+        .await;
     assert!(ok, "{out}");
     let client_id = serde_json::from_str::<Value>(out.trim()).unwrap()["client_id"]
         .as_str()

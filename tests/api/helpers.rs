@@ -185,20 +185,31 @@ async fn spawn(engine: &str, use_smtp: bool) -> TestApp {
 
 impl TestApp {
     /// Runs the `carespace` binary on this app's database; returns (success, stdout + stderr).
-    pub fn command(&self, args: &[&str]) -> (bool, String) {
-        self.command_with_input(args, "")
+    pub async fn command(&self, args: &[&str]) -> (bool, String) {
+        self.command_with_input(args, "").await
     }
 
-    /// Runs the `carespace` binary with `input` on its standard input.
-    pub fn command_with_input(&self, args: &[&str], input: &str) -> (bool, String) {
-        let dir = self.dir.path().to_string_lossy();
-        let env = [
-            ("CARESPACE_DATA_DIR", dir.as_ref()),
-            ("CARESPACE_DATABASE_URL", self.database_url.as_str()),
-            ("CARESPACE_BASE_URL", self.origin.as_str()),
-            ("CARESPACE_SMTP_URL", self.smtp.url.as_str()),
-        ];
-        let out = run_carespace(&env, args, input);
+    /// Runs the `carespace` binary with `input` on its standard input, off the test's thread: the server runs
+    /// on that thread and must keep serving (and finish its writes) while the command runs.
+    pub async fn command_with_input(&self, args: &[&str], input: &str) -> (bool, String) {
+        let env: Vec<(String, String)> = [
+            ("CARESPACE_DATA_DIR", self.dir.path().to_string_lossy().into_owned()),
+            ("CARESPACE_DATABASE_URL", self.database_url.clone()),
+            ("CARESPACE_BASE_URL", self.origin.clone()),
+            ("CARESPACE_SMTP_URL", self.smtp.url.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let input = input.to_owned();
+        let out = tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_carespace(&env, &args, &input)
+        })
+        .await
+        .expect("the command ran");
         (
             out.status.success(),
             format!(

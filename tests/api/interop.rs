@@ -192,7 +192,7 @@ async fn public_data_imports_and_reads_back_equal() {
         for (folder, problems) in folders {
             let app = spawn_app(engine).await;
             let path = dir.join(folder).display().to_string();
-            let (ok, output) = app.command(&["import", &path]);
+            let (ok, output) = app.command(&["import", &path]).await;
             assert_eq!(ok, problems.is_empty(), "{folder}: {output}");
             let failed: Vec<&str> = output.lines().filter(|l| l.starts_with("FAILED")).collect();
             assert_eq!(failed.len(), problems.len(), "{folder}: {output}");
@@ -204,7 +204,7 @@ async fn public_data_imports_and_reads_back_equal() {
             }
             // Importing again changes nothing but versions: no duplicates.
             let (_, before) = app.get("Observation?_summary=count").await;
-            app.command(&["import", &path]);
+            app.command(&["import", &path]).await;
             let (_, after) = app.get("Observation?_summary=count").await;
             assert_eq!(before["total"], after["total"], "{folder}");
             let compared = read_back(&app, &dir.join(folder)).await;

@@ -378,17 +378,19 @@ async fn pathological_requests_get_clear_refusals() {
     let alternatives: String = (0..150).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
     assert_eq!(app.get(&format!("Observation?code={alternatives}")).await.0, 400);
     // A huge _count gets pages of at most 1,000 (with a link to the next), and includes are capped too.
-    let (ok, out) = app.command(&[
-        "generate",
-        "--patients",
-        "1",
-        "--labs-per-patient",
-        "1100",
-        "--docs-per-patient",
-        "0",
-        "--seed",
-        "4",
-    ]);
+    let (ok, out) = app
+        .command(&[
+            "generate",
+            "--patients",
+            "1",
+            "--labs-per-patient",
+            "1100",
+            "--docs-per-patient",
+            "0",
+            "--seed",
+            "4",
+        ])
+        .await;
     assert!(ok, "{out}");
     let (status, bundle) = app.get("Observation?_count=100000").await;
     assert_eq!(status, 200);
@@ -460,7 +462,7 @@ async fn generated_records_are_realistic_and_searchable() {
         "--seed",
         "9",
     ];
-    let (ok, out) = app.command(&args);
+    let (ok, out) = app.command(&args).await;
     assert!(ok && out.contains("2 patients"), "{out}");
     let (status, labs) = app
         .get("Observation?patient=g9-p1&category=laboratory&_sort=-date&_count=50")
@@ -472,7 +474,7 @@ async fn generated_records_are_realistic_and_searchable() {
     let (_, panels) = app.get("DiagnosticReport?patient=g9-p0").await;
     assert_eq!(panels["total"], 8, "30 results in panels of four");
     // The same numbers again write the same records (new versions, nothing added).
-    assert!(app.command(&args).0);
+    assert!(app.command(&args).await.0);
     let (_, again) = app.get("Observation?patient=g9-p1&_summary=count").await;
     assert_eq!(again["total"], 30);
 }

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, fhir_client, interop_dir, spawn_app};
 
 /// `carespace client add …` → the JSON it prints.
-fn client_add(app: &TestApp, args: &[&str]) -> Value {
+async fn client_add(app: &TestApp, args: &[&str]) -> Value {
     let mut all = vec!["client", "add"];
     all.extend_from_slice(args);
-    let (ok, out) = app.command(&all);
+    let (ok, out) = app.command(&all).await;
     assert!(ok, "{out}");
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
@@ -64,7 +64,8 @@ async fn backend_service_with_a_client_secret_gets_exactly_its_scopes() {
             "--scope",
             "system/Observation.rs system/Patient.r",
         ],
-    );
+    )
+    .await;
     let (id, secret) = (
         registered["client_id"].as_str().unwrap(),
         registered["client_secret"].as_str().unwrap(),
@@ -239,7 +240,8 @@ async fn backend_services_authenticate_with_the_smart_example_keys() {
                 "--scope",
                 "system/*.rs",
             ],
-        );
+        )
+        .await;
         let client_id = registered["client_id"].as_str().unwrap().to_owned();
         assert!(registered.get("client_secret").is_none());
         let now = std::time::SystemTime::now()
@@ -341,21 +343,24 @@ async fn backend_service_keys_can_be_fetched_from_its_jwks_url() {
         axum::routing::get(move || async move { public }),
     );
     tokio::spawn(async move { axum::serve(listener, published).await });
-    let refused = app.command(&[
-        "client",
-        "add",
-        "--name",
-        "bulk",
-        "--jwks-url",
-        "http://elsewhere.example/jwks.json",
-        "--scope",
-        "system/*.rs",
-    ]);
+    let refused = app
+        .command(&[
+            "client",
+            "add",
+            "--name",
+            "bulk",
+            "--jwks-url",
+            "http://elsewhere.example/jwks.json",
+            "--scope",
+            "system/*.rs",
+        ])
+        .await;
     assert!(!refused.0, "plain http only on this machine: {}", refused.1);
     let registered = client_add(
         &app,
         &["--name", "bulk", "--jwks-url", &jwks_url, "--scope", "system/*.rs"],
-    );
+    )
+    .await;
     let client_id = registered["client_id"].as_str().unwrap().to_owned();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -58,18 +58,20 @@ fn http() -> reqwest::Client {
 }
 
 /// A public app registered for patient-facing scopes.
-fn register_app(app: &TestApp) -> String {
-    let (ok, out) = app.command(&[
-        "client",
-        "add",
-        "--name",
-        "Health Diary",
-        "--public",
-        "--redirect-uri",
-        REDIRECT,
-        "--scope",
-        "openid fhirUser launch/patient offline_access patient/*.rs",
-    ]);
+async fn register_app(app: &TestApp) -> String {
+    let (ok, out) = app
+        .command(&[
+            "client",
+            "add",
+            "--name",
+            "Health Diary",
+            "--public",
+            "--redirect-uri",
+            REDIRECT,
+            "--scope",
+            "openid fhirUser launch/patient offline_access patient/*.rs",
+        ])
+        .await;
     assert!(ok, "{out}");
     serde_json::from_str::<Value>(out.trim()).unwrap()["client_id"]
         .as_str()
@@ -193,7 +195,7 @@ async fn standalone_launch_with_pkce_refresh_and_id_token() {
     for (p, code) in [(&me, "mine"), (&other, "theirs")] {
         app.create(json!({"resourceType": "Observation", "status": "final", "code": {"text": code}, "subject": {"reference": format!("Patient/{p}")}})).await;
     }
-    let client_id = register_app(&app);
+    let client_id = register_app(&app).await;
     let client = smart_client(&app, &client_id);
 
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -361,7 +363,7 @@ async fn bad_verifiers_redirects_denials_and_narrowed_consent() {
     let mut staff = staff_session(&app).await;
     let me = registered_patient(&app, &mut staff, "Ngata", "ngata@example.org", "1979-07-09").await;
     app.create(json!({"resourceType": "Communication", "status": "completed", "subject": {"reference": format!("Patient/{me}")}})).await;
-    let client_id = register_app(&app);
+    let client_id = register_app(&app).await;
     let client = smart_client(&app, &client_id);
     let start = |scopes: &'static [&'static str]| {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -483,17 +485,19 @@ pub async fn authorize_app(
     record: Option<&str>,
 ) -> Authorized {
     let joined = scopes.join(" ");
-    let (ok, out) = app.command(&[
-        "client",
-        "add",
-        "--name",
-        "Health Diary",
-        "--public",
-        "--redirect-uri",
-        REDIRECT,
-        "--scope",
-        &joined,
-    ]);
+    let (ok, out) = app
+        .command(&[
+            "client",
+            "add",
+            "--name",
+            "Health Diary",
+            "--public",
+            "--redirect-uri",
+            REDIRECT,
+            "--scope",
+            &joined,
+        ])
+        .await;
     assert!(ok, "{out}");
     let client_id = serde_json::from_str::<Value>(out.trim()).unwrap()["client_id"]
         .as_str()
@@ -659,19 +663,21 @@ async fn removing_a_connected_app_ends_its_access_at_once() {
 /// staff page.
 pub async fn launched_app(app: &TestApp, staff: &mut Web, patient: &str, scopes: &[&str]) -> Authorized {
     let joined = scopes.join(" ");
-    let (ok, out) = app.command(&[
-        "client",
-        "add",
-        "--name",
-        "Chart Viewer",
-        "--secret",
-        "--redirect-uri",
-        REDIRECT,
-        "--launch-url",
-        "http://127.0.0.1:9/launch",
-        "--scope",
-        &joined,
-    ]);
+    let (ok, out) = app
+        .command(&[
+            "client",
+            "add",
+            "--name",
+            "Chart Viewer",
+            "--secret",
+            "--redirect-uri",
+            REDIRECT,
+            "--launch-url",
+            "http://127.0.0.1:9/launch",
+            "--scope",
+            &joined,
+        ])
+        .await;
     assert!(ok, "{out}");
     let registered: Value = serde_json::from_str(out.trim()).unwrap();
     let client_id = registered["client_id"].as_str().unwrap();
@@ -726,19 +732,21 @@ async fn a_staff_member_launches_an_app_for_one_patient() {
     for (p, code) in [(&patient, "his"), (&other, "not his")] {
         app.create(json!({"resourceType": "Observation", "status": "final", "code": {"text": code}, "subject": {"reference": format!("Patient/{p}")}})).await;
     }
-    let (ok, out) = app.command(&[
-        "client",
-        "add",
-        "--name",
-        "Lab Feed",
-        "--secret",
-        "--redirect-uri",
-        REDIRECT,
-        "--launch-url",
-        "http://127.0.0.1:9/launch",
-        "--scope",
-        "launch openid fhirUser patient/*.rs",
-    ]);
+    let (ok, out) = app
+        .command(&[
+            "client",
+            "add",
+            "--name",
+            "Lab Feed",
+            "--secret",
+            "--redirect-uri",
+            REDIRECT,
+            "--launch-url",
+            "http://127.0.0.1:9/launch",
+            "--scope",
+            "launch openid fhirUser patient/*.rs",
+        ])
+        .await;
     assert!(ok, "{out}");
     let registered: Value = serde_json::from_str(out.trim()).unwrap();
     let client_id = registered["client_id"].as_str().unwrap();

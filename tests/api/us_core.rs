@@ -61,7 +61,7 @@ async fn us_core_shall_searches_return_exactly_the_matching_resources() {
     let mine = |v: &Value| v["subject"]["reference"] == "Patient/85" || v["patient"]["reference"] == "Patient/85";
     for engine in engines() {
         let app = spawn_app(engine).await;
-        let (ok, output) = app.command(&["import", &file.display().to_string()]);
+        let (ok, output) = app.command(&["import", &file.display().to_string()]).await;
         assert!(ok, "{output}");
         let cases: Vec<(String, Vec<String>)> = vec![
             ("Patient?_id=85".into(), vec!["85".into()]),
