@@ -84,11 +84,7 @@ pub fn event(access: &Access<'_>) -> Value {
     }
     json!({
         "resourceType": "AuditEvent",
-        "type": {
-            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-            "code": "rest",
-            "display": "RESTful Operation"
-        },
+        "type": rest_type(),
         "subtype": [{
             "system": "http://hl7.org/fhir/restful-interaction",
             "code": access.interaction,
@@ -107,11 +103,7 @@ pub fn event(access: &Access<'_>) -> Value {
 pub fn refusal(actor: &Actor, action: super::Action, rtype: &str, reason: &str, recorded: &str) -> Value {
     json!({
         "resourceType": "AuditEvent",
-        "type": {
-            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-            "code": "rest",
-            "display": "RESTful Operation"
-        },
+        "type": rest_type(),
         "action": action.audit_code(),
         "recorded": recorded,
         "outcome": "4",
@@ -242,6 +234,11 @@ pub fn account_event(e: &AccountEvent<'_>) -> Value {
         event["entity"] = Value::Array(entity);
     }
     event
+}
+
+/// The event type of every access over the API (and of its refusals).
+fn rest_type() -> Value {
+    json!({ "system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation" })
 }
 
 fn role(code: &str, display: &str) -> Value {

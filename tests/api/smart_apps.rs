@@ -59,6 +59,11 @@ fn http() -> reqwest::Client {
 
 /// A public app registered for patient-facing scopes.
 async fn register_app(app: &TestApp) -> String {
+    register_public(app, "openid fhirUser launch/patient offline_access patient/*.rs").await
+}
+
+/// Registers a public app ("Health Diary") allowed `scopes`; returns its client id.
+async fn register_public(app: &TestApp, scopes: &str) -> String {
     let (ok, out) = app
         .command(&[
             "client",
@@ -69,7 +74,7 @@ async fn register_app(app: &TestApp) -> String {
             "--redirect-uri",
             REDIRECT,
             "--scope",
-            "openid fhirUser launch/patient offline_access patient/*.rs",
+            scopes,
         ])
         .await;
     assert!(ok, "{out}");
@@ -484,25 +489,7 @@ pub async fn authorize_app(
     birth_date: &str,
     record: Option<&str>,
 ) -> Authorized {
-    let joined = scopes.join(" ");
-    let (ok, out) = app
-        .command(&[
-            "client",
-            "add",
-            "--name",
-            "Health Diary",
-            "--public",
-            "--redirect-uri",
-            REDIRECT,
-            "--scope",
-            &joined,
-        ])
-        .await;
-    assert!(ok, "{out}");
-    let client_id = serde_json::from_str::<Value>(out.trim()).unwrap()["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let client_id = register_public(app, &scopes.join(" ")).await;
     let client = smart_client(app, &client_id);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, _) = client
