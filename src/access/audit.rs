@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{Actor, Grant};
+use super::{Action, Actor, Grant};
 
 tokio::task_local! {
     /// The network address of the client whose request is being served: the trail's "from where".
@@ -61,7 +61,15 @@ pub struct Access<'a> {
     pub recorded: &'a str,
 }
 
+/// The system of `AuditEvent.entity.type` codes naming a kind of resource.
+pub const RESOURCE_TYPES: &str = "http://hl7.org/fhir/resource-types";
+
 /// The AuditEvent resource for an access (without id and meta; the store gives those).
+///
+/// A read of one resource and every write name each resource. A read of many (a search page, a history,
+/// `$everything`) names the patients, the query and how many resources of each kind it returned, as IHE's
+/// Basic Audit Log Patterns record a query: naming every lab of a Health page view made each event tens of
+/// kilobytes (docs/benchmarks.md).
 pub fn event(access: &Access<'_>) -> Value {
     let actor = access.grant.actor();
     let mut entities: Vec<Value> = access
@@ -69,13 +77,29 @@ pub fn event(access: &Access<'_>) -> Value {
         .iter()
         .map(|p| json!({ "what": { "reference": format!("Patient/{p}") }, "role": role("1", "Patient") }))
         .collect();
-    entities.extend(
-        access
-            .what
-            .iter()
-            .filter(|r| !r.starts_with("Patient/") || !access.patients.iter().any(|p| r[8..] == **p))
-            .map(|r| json!({ "what": { "reference": r }, "role": role("4", "Domain Resource") })),
-    );
+    let others = access
+        .what
+        .iter()
+        .filter(|r| !r.starts_with("Patient/") || !access.patients.iter().any(|p| r[8..] == **p));
+    let itemized = access.what.len() <= 1 || !matches!(access.grant.action(), Action::Read | Action::Search);
+    if itemized {
+        entities.extend(others.map(|r| json!({ "what": { "reference": r }, "role": role("4", "Domain Resource") })));
+    } else {
+        let mut kinds: Vec<(&str, usize)> = Vec::new();
+        for rtype in others.map(|r| r.split('/').next().unwrap_or_default()) {
+            match kinds.iter_mut().find(|(t, _)| *t == rtype) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((rtype, 1)),
+            }
+        }
+        entities.extend(kinds.into_iter().map(|(rtype, n)| {
+            json!({
+                "type": { "system": RESOURCE_TYPES, "code": rtype },
+                "role": role("4", "Domain Resource"),
+                "description": format!("{n} {rtype} resource{}", if n == 1 { "" } else { "s" }),
+            })
+        }));
+    }
     if let Some(query) = access.query {
         entities.push(json!({
             "role": role("24", "Query"),
@@ -100,7 +124,7 @@ pub fn event(access: &Access<'_>) -> Value {
 
 /// The AuditEvent for a request the gate refused (outcome 4): who asked for what, and why not. It names no
 /// patient: the refusal happened before any record was touched.
-pub fn refusal(actor: &Actor, action: super::Action, rtype: &str, reason: &str, recorded: &str) -> Value {
+pub fn refusal(actor: &Actor, action: Action, rtype: &str, reason: &str, recorded: &str) -> Value {
     json!({
         "resourceType": "AuditEvent",
         "type": rest_type(),

@@ -14,7 +14,7 @@ use super::Visitor;
 use super::render::{self, Chrome};
 use crate::AppState;
 use crate::access::Actor;
-use crate::access::audit::{ACCOUNT_EVENT_SYSTEM, CLIENT_SYSTEM};
+use crate::access::audit::{ACCOUNT_EVENT_SYSTEM, CLIENT_SYSTEM, RESOURCE_TYPES};
 use crate::error::{Error, Result};
 
 /// One event, in words.
@@ -46,8 +46,11 @@ fn data_words(event: &Value) -> String {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|e| e["what"]["reference"].as_str())
-        .filter_map(|r| r.split('/').next())
+        .filter_map(|e| match e["type"]["system"].as_str() {
+            // A read of many names their kinds (`Observation`), a read of one the resource (`Observation/1`).
+            Some(RESOURCE_TYPES) => e["type"]["code"].as_str(),
+            _ => e["what"]["reference"].as_str().and_then(|r| r.split('/').next()),
+        })
         .filter(|t| *t != "Patient")
         .map(|t| match t {
             "Observation" => "results",

@@ -32,10 +32,9 @@ impl Records {
             recorded: &recorded,
         });
         let mut write = self.event_write(event, now, &recorded)?;
-        // An access to many resources (a search page, `$everything`, a history) names every one of them in the
-        // event, but is found by its patient, agent, date and query rather than by each resource: an index row
-        // per resource per page view was most of the cost of a search (docs/benchmarks.md). `entity=` finds the
-        // reads, writes and single-result searches of a resource.
+        // A write of many resources (a transaction) names each in the event but is found by its patient,
+        // agent, date and query rather than by each resource: an index row per resource made imports slow
+        // (docs/benchmarks.md). `entity=` finds the reads, single writes and single-result searches of one.
         if what.len() > 1 {
             write.index.retain(|e| e.param != "entity");
         }

@@ -269,7 +269,10 @@ impl Records {
         }
         let mut audited = stored.clone();
         audited.extend(referenced.iter().cloned());
-        self.audit_read(&grant, "operation", &audited, None).await?;
+        let query = form_urlencoded::Serializer::new(format!("Patient/{patient}/$everything?"))
+            .extend_pairs(params)
+            .finish();
+        self.audit_read(&grant, "operation", &audited, Some(&query)).await?;
         let used: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_offset").cloned().collect();
         let page = bundle::Page {
             path: format!("Patient/{patient}/$everything"),

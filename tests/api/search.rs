@@ -1,3 +1,4 @@
+use base64::Engine as _;
 use serde_json::json;
 
 use crate::helpers::{engines, ids, spawn_app};
@@ -277,5 +278,32 @@ async fn each_promised_search_parameter_answers() {
         assert!(audits["total"].as_i64().unwrap() >= 1, "{engine}: {audits}");
         let (_, agent) = app.get("AuditEvent?agent:missing=true&_summary=count").await;
         assert!(agent["total"].as_i64().unwrap() >= 1, "{engine}: {agent}");
+
+        // A search's event names the patient, the query and how many of each kind it returned, not each one.
+        let (_, found) = app
+            .get(&format!("Communication?patient={p}&_include=Communication:sender"))
+            .await;
+        assert_eq!(ids(&found).len(), 2, "{engine}: {found}");
+        let (_, newest) = app
+            .get(&format!(
+                "AuditEvent?patient={p}&subtype=search-type&_sort=-date&_count=1"
+            ))
+            .await;
+        let entities = newest["entry"][0]["resource"]["entity"].as_array().unwrap().clone();
+        let described: Vec<&str> = entities.iter().filter_map(|e| e["description"].as_str()).collect();
+        assert_eq!(
+            described,
+            ["2 Communication resources", "1 Practitioner resource"],
+            "{engine}: {entities:?}"
+        );
+        assert!(
+            entities.iter().all(|e| e["what"]["reference"]
+                .as_str()
+                .is_none_or(|r| r.starts_with("Patient/"))),
+            "{engine}: {entities:?}"
+        );
+        let query = entities.iter().find_map(|e| e["query"].as_str()).expect("the query");
+        let query = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(query).unwrap()).unwrap();
+        assert!(query.contains(&format!("patient={p}")), "{engine}: {query}");
     }
 }

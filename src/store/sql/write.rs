@@ -27,11 +27,17 @@ impl SqlStore {
         let mut index_rows: Vec<(i64, &str, &str, &IndexEntry)> = Vec::new();
         let mut compartment_rows: Vec<(&str, &str, i64)> = Vec::new();
         for w in &writes {
-            let existing = sqlx::query("SELECT rid, version FROM resources WHERE rtype = $1 AND id = $2")
-                .bind(w.rtype.as_str())
-                .bind(w.id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            // A creation needs no lookup: the insert itself refuses an id that exists.
+            let existing = match w.prev_version {
+                None => None,
+                Some(_) => {
+                    sqlx::query("SELECT rid, version FROM resources WHERE rtype = $1 AND id = $2")
+                        .bind(w.rtype.as_str())
+                        .bind(w.id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+            };
             let deleted = i64::from(w.body.is_none());
             let rid: i64 = match (existing, w.prev_version) {
                 (None, None) => sqlx::query(
