@@ -136,7 +136,7 @@ impl SqlStore {
                 }
             }
         }
-        for chunk in compartment_rows.chunks(300) {
+        for chunk in compartment_rows.chunks(COMPARTMENT_CHUNK) {
             let mut sql = Sql::new(self.engine);
             sql.push("INSERT INTO compartments (patient, rtype, rid) VALUES ");
             for (i, (patient, rtype, rid)) in chunk.iter().enumerate() {
@@ -149,13 +149,22 @@ impl SqlStore {
                 sql.push(")");
             }
             sql.push(" ON CONFLICT DO NOTHING");
-            sql.query().execute(&mut *tx).await?;
+            sql.query()
+                .persistent(chunk.len() == COMPARTMENT_CHUNK)
+                .execute(&mut *tx)
+                .await?;
         }
         insert_index(&mut tx, self.engine, &index_rows).await?;
         tx.commit().await?;
         Ok(())
     }
 }
+
+/// Rows per multi-row insert, below both engines' placeholder limits. Only full chunks are kept prepared: they
+/// repeat (bulk loads), while the rest hold one batch's row count each, and keeping those filled the writer's
+/// statement cache with large one-off statements.
+const COMPARTMENT_CHUNK: usize = 300;
+const INDEX_CHUNK: usize = 200;
 
 pub(super) const INDEX_TABLES: [&str; 5] = [
     "search_token",
@@ -169,7 +178,7 @@ pub(super) fn conflict(w: &VersionWrite) -> Error {
     Error::Conflict(format!("{}/{} was changed by another request", w.rtype, w.id))
 }
 
-/// Multi-row inserts per index table, in chunks that stay below both engines' placeholder limits.
+/// Multi-row inserts per index table, in chunks of [`INDEX_CHUNK`].
 pub(super) async fn insert_index(
     tx: &mut sqlx::Transaction<'_, Any>,
     engine: &str,
@@ -184,7 +193,7 @@ pub(super) async fn insert_index(
     ];
     for (table_no, (table, columns)) in COLUMNS.iter().enumerate() {
         let of_table: Vec<_> = rows.iter().filter(|r| kind_no(&r.3.value) == table_no).collect();
-        for chunk in of_table.chunks(200) {
+        for chunk in of_table.chunks(INDEX_CHUNK) {
             let mut sql = Sql::new(engine);
             sql.push(&format!(
                 "INSERT INTO {table} (rid, patient, rtype, param, {columns}) VALUES "
@@ -221,7 +230,10 @@ pub(super) async fn insert_index(
                 }
                 sql.push(")");
             }
-            sql.query().execute(&mut **tx).await?;
+            sql.query()
+                .persistent(chunk.len() == INDEX_CHUNK)
+                .execute(&mut **tx)
+                .await?;
         }
     }
     Ok(())
