@@ -5,9 +5,58 @@
 use proptest::prelude::*;
 use serde_json::Value;
 
+use std::sync::LazyLock;
+
 use super::params::Registry;
 use super::search::{self, Limits};
-use super::{datetime, json, narrative, parse};
+use super::{datetime, extract, json, narrative, parse};
+
+/// The committed demo record's resources: real-shaped seeds for random edits, so the checks deep inside a
+/// valid resource are reached (arbitrary JSON rarely gets past its first error).
+static SEEDS: LazyLock<Vec<Value>> = LazyLock::new(|| {
+    let bundle: Value = serde_json::from_str(include_str!("../../fixtures/demo.json")).expect("the demo bundle");
+    bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+});
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry::new(&[]).expect("standard definitions compile"));
+
+/// Follows `path` (each step picks an object's member or an array's item, modulo their number) and puts
+/// `with` there, or removes what is there when `with` is `None`. A path that reaches a scalar early replaces it.
+fn edit(v: &mut Value, path: &[usize], with: Option<Value>) {
+    let Some((&step, rest)) = path.split_first() else {
+        return;
+    };
+    match v {
+        Value::Object(o) if !o.is_empty() => {
+            let key = o.keys().nth(step % o.len()).cloned().unwrap_or_default();
+            match (rest.is_empty(), with) {
+                (false, with) => edit(o.get_mut(&key).expect("the key just read"), rest, with),
+                (true, Some(w)) => {
+                    o.insert(key, w);
+                }
+                (true, None) => {
+                    o.remove(&key);
+                }
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            let i = step % a.len();
+            match (rest.is_empty(), with) {
+                (false, with) => edit(&mut a[i], rest, with),
+                (true, Some(w)) => a[i] = w,
+                (true, None) => {
+                    a.remove(i);
+                }
+            }
+        }
+        _ => *v = with.unwrap_or(Value::Null),
+    }
+}
 
 /// Arbitrary JSON, biased towards FHIR-looking keys so the validator's deeper paths are reached.
 fn json_value() -> impl Strategy<Value = Value> {
@@ -58,6 +107,14 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+#[test]
+fn the_seeds_are_valid_as_committed() {
+    assert!(SEEDS.len() > 100);
+    for seed in SEEDS.iter() {
+        assert!(parse::validate(seed).is_ok(), "{seed}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -68,6 +125,21 @@ proptest! {
         }
         let _ = parse::validate(&v);
         let _ = json::parse(&v.to_string());
+    }
+
+    #[test]
+    fn edited_real_resources_never_panic(
+        seed in any::<prop::sample::Index>(),
+        edits in prop::collection::vec((prop::collection::vec(any::<usize>(), 1..6), prop::option::of(json_value())), 1..4),
+    ) {
+        let mut v = SEEDS[seed.index(SEEDS.len())].clone();
+        for (path, with) in edits {
+            edit(&mut v, &path, with);
+        }
+        let _ = parse::validate(&v);
+        let _ = json::parse(&v.to_string());
+        let rtype = v["resourceType"].as_str().unwrap_or("Observation").to_owned();
+        let _ = extract::index(&REGISTRY, &rtype, &v, "http://x/fhir");
     }
 
     #[test]
@@ -97,7 +169,6 @@ proptest! {
             "[a-z_:-]{1,12}",
         ], ".{0,24}"), 0..6)
     ) {
-        let registry = Registry::new(&[]).expect("standard definitions compile");
-        let _ = search::parse("Observation", &params, &registry, Limits { default_count: 50, max_count: 1000 }, "http://x/fhir", 0);
+        let _ = search::parse("Observation", &params, &REGISTRY, Limits { default_count: 50, max_count: 1000 }, "http://x/fhir", 0);
     }
 }
