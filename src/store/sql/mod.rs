@@ -34,7 +34,12 @@ use crate::error::{Error, Result};
 pub async fn connect(url: &str) -> Result<SharedStore> {
     sqlx::any::install_default_drivers();
     let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .test_before_acquire(false)
+            .before_acquire(check_if_idle)
+            .connect(url)
+            .await?;
         sqlx::migrate!("src/store/postgres/migrations")
             .run(&pool)
             .await
@@ -56,8 +61,11 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
         let url = format!("sqlite://{path}?mode=rwc");
         // One writer connection: SQLite allows one writer at a time and queueing in the pool is cheaper and
         // fairer than lock retries.
+        // A SQLite connection lives in this process and cannot go stale: no liveness check when it is taken
+        // from the pool (the check is a round trip to the connection's thread, one per statement).
         let write = AnyPoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .after_connect(sqlite_setup)
             .connect(&url)
             .await?;
@@ -68,6 +76,7 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
             .map_err(migrate_error)?;
         let read = AnyPoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .after_connect(sqlite_setup)
             .connect(&url)
             .await?;
@@ -85,6 +94,20 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
         )));
     };
     Ok(Arc::new(store))
+}
+
+/// Checks a PostgreSQL connection taken from the pool only when it has been idle a while (the database may
+/// have restarted or dropped it since): checking every time cost a round trip per statement.
+fn check_if_idle(
+    conn: &mut sqlx::AnyConnection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures_core::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        if meta.idle_for > std::time::Duration::from_secs(10) {
+            sqlx::Connection::ping(conn).await?;
+        }
+        Ok(true)
+    })
 }
 
 /// Per-connection SQLite settings. WAL lets readers run beside the one writer; synchronous=NORMAL in WAL keeps
