@@ -1,5 +1,6 @@
 //! The write transaction: versions against the version each writer read, compartments and index rows.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use sqlx::{Any, Row as _};
@@ -26,8 +27,8 @@ impl SqlStore {
         let mut tx = self.write.begin_with(self.begin).await?;
         let mut index_rows: Vec<(i64, &str, &str, &IndexEntry)> = Vec::new();
         let mut compartment_rows: Vec<(&str, &str, i64)> = Vec::new();
+        let created = self.insert_creations(&mut tx, &writes).await?;
         for w in &writes {
-            // A creation needs no lookup: the insert itself refuses an id that exists.
             let existing = match w.prev_version {
                 None => None,
                 Some(_) => {
@@ -40,20 +41,9 @@ impl SqlStore {
             };
             let deleted = i64::from(w.body.is_none());
             let rid: i64 = match (existing, w.prev_version) {
-                (None, None) => sqlx::query(
-                    "INSERT INTO resources (rtype, id, version, last_updated, deleted, body) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (rtype, id) DO NOTHING RETURNING rid",
-                )
-                .bind(w.rtype.as_str())
-                .bind(w.id.as_str())
-                .bind(w.version)
-                .bind(w.last_updated)
-                .bind(deleted)
-                .bind(w.body.as_deref())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| conflict(w))?
-                .try_get(0)?,
+                (None, None) => *created
+                    .get(&(w.rtype.as_str(), w.id.as_str()))
+                    .ok_or_else(|| conflict(w))?,
                 (Some(row), Some(prev)) if row.try_get::<i64, _>(1)? == prev => {
                     let rid: i64 = row.try_get(0)?;
                     // A limited grant may change only what lies wholly within its patients' compartments (a
@@ -160,9 +150,61 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// Inserts the creations among `writes` with multi-row inserts (a statement per write made imports and
+    /// audit batches wait on a round trip each); returns each one's row id. A creation needs no lookup: the
+    /// insert refuses an id that exists, and that write is missing from the answer (a conflict).
+    async fn insert_creations<'w>(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Any>,
+        writes: &'w [VersionWrite],
+    ) -> Result<HashMap<(&'w str, &'w str), i64>> {
+        let creations: Vec<&VersionWrite> = writes.iter().filter(|w| w.prev_version.is_none()).collect();
+        let mut rids = HashMap::with_capacity(creations.len());
+        for chunk in creations.chunks(CREATION_CHUNK) {
+            let mut sql = Sql::new(self.engine);
+            sql.push("INSERT INTO resources (rtype, id, version, last_updated, deleted, body) VALUES ");
+            for (i, w) in chunk.iter().enumerate() {
+                sql.push(if i > 0 { ", (" } else { "(" })
+                    .text(&w.rtype)
+                    .push(", ")
+                    .text(&w.id)
+                    .push(", ")
+                    .int(w.version)
+                    .push(", ")
+                    .int(w.last_updated)
+                    .push(", ")
+                    .int(i64::from(w.body.is_none()))
+                    .push(", ")
+                    .bind(Bind::OptText(w.body.clone()))
+                    .push(")");
+            }
+            sql.push(" ON CONFLICT (rtype, id) DO NOTHING RETURNING rid, rtype, id");
+            let rows = sql
+                .query()
+                .persistent(chunk.len() == CREATION_CHUNK)
+                .fetch_all(&mut **tx)
+                .await?;
+            let mut returned: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+            for row in rows {
+                returned.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
+            }
+            for w in chunk {
+                // Taken out as it is matched: a second creation of the same resource in one write conflicts.
+                let rid = returned
+                    .remove(&(w.rtype.clone(), w.id.clone()))
+                    .ok_or_else(|| conflict(w))?;
+                rids.insert((w.rtype.as_str(), w.id.as_str()), rid);
+            }
+        }
+        Ok(rids)
+    }
+}
+
 /// Rows per multi-row insert, below both engines' placeholder limits. Only full chunks are kept prepared: they
 /// repeat (bulk loads), while the rest hold one batch's row count each, and keeping those filled the writer's
 /// statement cache with large one-off statements.
+const CREATION_CHUNK: usize = 100;
 const COMPARTMENT_CHUNK: usize = 300;
 const INDEX_CHUNK: usize = 200;
 
