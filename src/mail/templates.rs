@@ -100,27 +100,39 @@ pub fn proxy_access(to: &str, practice: &str, patient: &str, link: &str) -> Lett
 }
 
 /// Send Record: the letter to an outside provider that carries the encrypted package (attached by the
-/// caller). It says who sent it, for which dates, the patient's notes, and that the password comes separately.
+/// caller). It says who sent it (`proxy`: the name of someone acting for the patient, `None` when the patient
+/// did), for which dates, the sender's notes, and that the password comes separately.
 pub fn record_sent(
     to: &str,
     practice: &str,
-    patient: &str,
+    (patient, proxy): (&str, Option<&str>),
     (start, end): (&str, &str),
     notes: &str,
     shlink: &str,
 ) -> Letter {
-    let subject = format!("{patient} sent you health records ({practice})");
-    let intro = format!(
-        "{patient}, a patient of {practice}, sent you their health records dated {start} to {end} through the {practice} patient portal."
-    );
+    let sender = proxy.unwrap_or(patient);
+    let (subject, intro) = match proxy {
+        None => (
+            format!("{patient} sent you health records ({practice})"),
+            format!(
+                "{patient}, a patient of {practice}, sent you their health records dated {start} to {end} through the {practice} patient portal."
+            ),
+        ),
+        Some(proxy) => (
+            format!("{proxy} sent you health records of {patient} ({practice})"),
+            format!(
+                "{proxy}, acting for {patient} (a patient of {practice}), sent you {patient}'s health records dated {start} to {end} through the {practice} patient portal."
+            ),
+        ),
+    };
     let password = format!(
-        "The attached health-record.zip is encrypted. {patient} will give you its password separately; it is not in this email. Open it with 7-Zip or another tool that reads AES-encrypted zip files. Inside: the records as a FHIR Bundle (record/everything.json), one NDJSON file per resource type, the documents, and a readable summary (summary.html)."
+        "The attached health-record.zip is encrypted. {sender} will give you its password separately; it is not in this email. Open it with 7-Zip or another tool that reads AES-encrypted zip files. Inside: the records as a FHIR Bundle (record/everything.json), one NDJSON file per resource type, the documents, and a readable summary (summary.html)."
     );
     let link = "Your EHR can also fetch the same records as FHIR with this SMART Health Link (the same password is its passcode; it expires in 30 days), or you can open them in your browser at this address:";
     let text = if notes.is_empty() {
         format!("{intro}\n\n{password}\n\n{link}\n{shlink}\n\n{practice}\n")
     } else {
-        format!("{intro}\n\nNotes from {patient}:\n{notes}\n\n{password}\n\n{link}\n{shlink}\n\n{practice}\n")
+        format!("{intro}\n\nNotes from {sender}:\n{notes}\n\n{password}\n\n{link}\n{shlink}\n\n{practice}\n")
     };
     let html = html! {
         (maud::DOCTYPE)
@@ -129,7 +141,7 @@ pub fn record_sent(
             body style="font-family: sans-serif; line-height: 1.5" {
                 p { (intro) }
                 @if !notes.is_empty() {
-                    p { strong { "Notes from " (patient) ":" } }
+                    p { strong { "Notes from " (sender) ":" } }
                     p style="white-space: pre-wrap" { (notes) }
                 }
                 p { (password) }

@@ -94,7 +94,16 @@ pub async fn send(State(state): State<AppState>, visitor: Visitor, PortalForm(fo
         password: &form.password,
         confirm: &form.confirm,
     };
-    match state.sharing.send(&actor, &patient, &request, &visitor.address).await {
+    let sender_name = visitor
+        .signed_in
+        .as_ref()
+        .map(|s| s.account.display_name.as_str())
+        .unwrap_or_default();
+    match state
+        .sharing
+        .send((&actor, sender_name), &patient, &request, &visitor.address)
+        .await
+    {
         Ok(share) => render::respond(
             StatusCode::OK,
             render::page_in_tab(

@@ -110,8 +110,14 @@ impl Sharing {
     }
 
     /// Builds the encrypted package, emails it and records that it was sent. `actor` is the patient or
-    /// someone acting for them (the letter names who sent it).
-    pub async fn send(&self, actor: &Actor, patient: &str, form: &SendForm<'_>, address: &str) -> Result<ShareRow> {
+    /// someone acting for them, `sender_name` their name as their account has it (the letter names who sent it).
+    pub async fn send(
+        &self,
+        (actor, sender_name): (&Actor, &str),
+        patient: &str,
+        form: &SendForm<'_>,
+        address: &str,
+    ) -> Result<ShareRow> {
         let (recipient, start, end) = Self::check(form)?;
         let patient_resource = self.records.read(actor, "Patient", patient).await?;
         let patient_name = serde_json::from_str(&patient_resource.body)
@@ -153,7 +159,10 @@ impl Sharing {
         let mut letter: Letter = templates::record_sent(
             recipient.as_str(),
             &self.practice,
-            &patient_name,
+            (
+                &patient_name,
+                matches!(actor, Actor::Proxy { .. }).then_some(sender_name),
+            ),
             (&start, &end),
             form.notes.trim(),
             // The viewer's address with the link in its fragment: EHRs read the `shlink:/` part, people open it.

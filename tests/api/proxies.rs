@@ -137,6 +137,31 @@ async fn family(engine: &str) {
         health.text().contains("13.3 g/dL") && !health.text().contains("15.1"),
         "{engine}"
     );
+    // Sending the record for the patient: the letter says who sent it, for whom.
+    let form = frida.get("/send-record").await;
+    let fields = [
+        ("recipient", "dr.kin@clinic.example"),
+        ("start", "2026-01-01"),
+        ("end", "2026-12-31"),
+        ("notes", "For the appointment."),
+        ("password", "Harbor-Lights-42!"),
+        ("confirm", "Harbor-Lights-42!"),
+    ];
+    let sent = frida.submit(&form, "/send-record", &fields).await;
+    assert_eq!(sent.status, 200, "{engine}: {}", sent.text());
+    let letter = app.smtp.wait_for("dr.kin@clinic.example", 1).await;
+    assert!(
+        letter
+            .subject()
+            .starts_with("Frida Amsel sent you health records of Pat Amsel ("),
+        "{engine}: {}",
+        letter.subject()
+    );
+    let text = letter.decoded();
+    assert!(
+        text.contains("Frida Amsel, acting for Pat Amsel") && text.contains("Notes from Frida Amsel:"),
+        "{engine}: {text}"
+    );
     let inbox = frida.get("/messages").await;
     assert!(inbox.text().contains("Results for Pat"), "{engine}");
     assert_eq!(
