@@ -239,5 +239,9 @@ pub async fn serve(
     let app = state
         .router()
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    if let Err(e) = state.records.flush_audit().await {
+        tracing::warn!(error = %e, "the audit journal was not moved in before stopping; the next start will");
+    }
+    Ok(())
 }

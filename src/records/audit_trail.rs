@@ -95,6 +95,20 @@ impl Records {
         self.audit.record(vec![write]).await
     }
 
+    /// Returns once every audit record made before is in the database (reads' records are journaled first on
+    /// SQLite: see [`AuditSink`](super::audit_sink::AuditSink)).
+    pub async fn flush_audit(&self) -> Result<()> {
+        self.audit.flush().await
+    }
+
+    /// Before a read of the audit trail itself (or of every type), so it shows every access made before.
+    pub(super) async fn settle_audit(&self, rtype: Option<&str>) -> Result<()> {
+        if rtype.is_none_or(|t| t == "AuditEvent") {
+            self.audit.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Records a read-side access (after the data was fetched; a failed audit fails the request).
     pub(super) async fn audit_read(
         &self,

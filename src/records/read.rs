@@ -21,6 +21,7 @@ impl Records {
 
     pub async fn read(&self, actor: &Actor, rtype: &str, id: &str) -> Result<Stored> {
         let grant = self.authorize(actor, Action::Read, rtype)?;
+        self.settle_audit(Some(rtype)).await?;
         let row = self
             .store
             .read(&grant, rtype, id)
@@ -34,6 +35,7 @@ impl Records {
 
     pub async fn vread(&self, actor: &Actor, rtype: &str, id: &str, version: i64) -> Result<Stored> {
         let grant = self.authorize(actor, Action::Read, rtype)?;
+        self.settle_audit(Some(rtype)).await?;
         let row = self
             .store
             .vread(&grant, rtype, id, version)
@@ -53,6 +55,7 @@ impl Records {
         params: &[(String, String)],
     ) -> Result<String> {
         let grant = self.authorize(actor, Action::Read, rtype.unwrap_or("*"))?;
+        self.settle_audit(rtype).await?;
         let mut query = HistoryQuery {
             rtype: rtype.map(str::to_owned),
             id: id.map(str::to_owned),
@@ -128,6 +131,7 @@ impl Records {
             ));
         }
         let grant = self.authorize(actor, Action::Search, rtype)?;
+        self.settle_audit(Some(rtype)).await?;
         self.run_search(&grant, rtype, &req).await
     }
 

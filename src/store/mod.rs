@@ -23,7 +23,7 @@ use crate::error::Result;
 pub use sql::{connect, restore};
 
 /// A value extracted for one search parameter of one resource version.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub enum IndexValue {
     /// token and uri: `system` is `None` when the element carries none (uri always).
     Token { system: Option<String>, code: String },
@@ -41,7 +41,7 @@ pub enum IndexValue {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct IndexEntry {
     pub param: String,
     pub value: IndexValue,
@@ -50,7 +50,7 @@ pub struct IndexEntry {
 /// One resource version to write. `prev_version` is what the writer read as current (`None`: must not exist);
 /// the store refuses the write with `Error::Conflict` if that no longer holds, so concurrent writers never
 /// both succeed from the same version.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VersionWrite {
     pub rtype: String,
     pub id: String,
@@ -200,6 +200,10 @@ pub type MakeSecret = Box<dyn FnOnce() -> Result<String> + Send>;
 pub trait Store: Send + Sync {
     /// Engine name for logs and metrics (`sqlite` or `postgres`).
     fn engine(&self) -> &'static str;
+
+    /// The folder where reads' audit records are journaled before they are moved into the database (SQLite:
+    /// `<database>-audit/`, see `records::audit_sink`); `None` where they are committed directly (PostgreSQL).
+    fn audit_journal(&self) -> Option<&std::path::Path>;
 
     /// Writes a consistent copy of the whole database to a new file, online (SQLite; PostgreSQL has pg_dump).
     async fn backup(&self, to: &std::path::Path) -> Result<()>;

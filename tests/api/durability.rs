@@ -1,7 +1,9 @@
 //! Acknowledged writes survive `kill -9`: the real server process is killed in the middle of concurrent
-//! creates, updates and transactions, restarted, and every write it answered 2xx to is there with its version
-//! history and its audit record; no transaction is half there.
+//! creates, updates, transactions and reads, restarted, and every write it answered 2xx to is there with its
+//! version history and its audit record; no transaction is half there; every answered read is in the audit
+//! trail (on SQLite reads' records are journaled first and moved in after the restart).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +82,20 @@ async fn transactions(client: reqwest::Client, base: String, worker: i64, sent: 
     }
 }
 
+/// Reads `url` again and again until the server dies, counting the reads answered 200 (its audit record was
+/// durable before the status line was sent, whether or not the body then arrived).
+async fn reader(client: reqwest::Client, url: String, answered: Arc<AtomicUsize>) {
+    while let Ok(r) = client.get(&url).send().await {
+        if r.status() != 200 {
+            return;
+        }
+        answered.fetch_add(1, Ordering::SeqCst);
+        if r.bytes().await.is_err() {
+            return;
+        }
+    }
+}
+
 #[tokio::test]
 async fn acknowledged_writes_survive_kill_9() {
     for engine in engines() {
@@ -92,6 +108,7 @@ async fn acknowledged_writes_survive_kill_9() {
         let mut client = probe.clone();
         let acked: Acked = Arc::default();
         let bundles: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+        let mut read_targets: Vec<(String, Arc<AtomicUsize>)> = Vec::new();
         for round in 0..3u64 {
             let port = free_port();
             let mut server = start_server(dir.path(), &database_url, port, &[]);
@@ -111,6 +128,24 @@ async fn acknowledged_writes_survive_kill_9() {
                     ))
                 })
                 .collect();
+            let target: Value = client
+                .post(format!("{base}/Basic"))
+                .header("content-type", "application/fhir+json")
+                .body(json!({"resourceType": "Basic", "code": {"text": "read target"}}).to_string())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = target["id"].as_str().unwrap().to_owned();
+            let answered = Arc::new(AtomicUsize::new(0));
+            writers.push(tokio::spawn(reader(
+                client.clone(),
+                format!("{base}/Basic/{id}"),
+                answered.clone(),
+            )));
+            read_targets.push((id, answered));
             writers.push(tokio::spawn(transactions(
                 client.clone(),
                 base.clone(),
@@ -184,6 +219,17 @@ async fn acknowledged_writes_survive_kill_9() {
             assert!(
                 trail["total"].as_i64().is_some_and(|t| t >= *version),
                 "{engine}: the creation of Basic/{id} is not in the audit trail"
+            );
+        }
+        // Every answered read is in the audit trail, with the target's creation.
+        for (id, answered) in &read_targets {
+            let answered = answered.load(Ordering::SeqCst);
+            assert!(answered > 0, "{engine}: no read of Basic/{id} was answered");
+            let trail: Value = get_json(&client, format!("{base}/AuditEvent?entity=Basic/{id}&_summary=count")).await;
+            let total = trail["total"].as_u64().unwrap_or(0) as usize;
+            assert!(
+                total > answered,
+                "{engine}: {answered} reads of Basic/{id} were answered, the trail has {total} events with its creation"
             );
         }
         // A transaction is all or nothing: three resources for each acknowledged Bundle, three or none for

@@ -49,6 +49,7 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
             begin: "BEGIN",
             read: pool.clone(),
             write: pool,
+            journal: None,
             _lock: None,
         }
     } else if let Some(path) = sqlite_path(url) {
@@ -85,6 +86,7 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
             begin: "BEGIN IMMEDIATE",
             read,
             write,
+            journal: Some(format!("{path}-audit").into()),
             _lock: Some(lock),
         }
     } else {
@@ -221,6 +223,8 @@ struct SqlStore {
     /// How a write transaction starts: SQLite takes the write lock at once (`IMMEDIATE`), so a transaction
     /// that read first never fails to upgrade when another process wrote in between.
     begin: &'static str,
+    /// SQLite: where reads' audit records are journaled.
+    journal: Option<std::path::PathBuf>,
     /// SQLite: the shared lock on `<db>.lock` every process using the file holds while it runs.
     _lock: Option<std::fs::File>,
 }
@@ -229,6 +233,10 @@ struct SqlStore {
 impl Store for SqlStore {
     fn engine(&self) -> &'static str {
         self.engine
+    }
+
+    fn audit_journal(&self) -> Option<&Path> {
+        self.journal.as_deref()
     }
 
     async fn backup(&self, to: &Path) -> Result<()> {
