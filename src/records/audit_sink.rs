@@ -360,14 +360,13 @@ async fn take_over(store: &SharedStore, grant: &Grant, path: &Path) -> Result<()
     for chunk in writes.chunks(MAX_BATCH) {
         match store.write(grant, chunk.to_vec()).await {
             Ok(()) => {}
-            // Some were moved in before the process stopped (or by another process's sweep): write the rest.
+            // Some were moved in before the process stopped (its open file is kept until it fills up), or by
+            // another process's sweep: write the rest.
             Err(Error::Conflict(_)) => {
-                let mut rest = Vec::new();
-                for write in chunk {
-                    if store.head(grant, &write.rtype, &write.id).await?.is_none() {
-                        rest.push(write.clone());
-                    }
-                }
+                let refs: Vec<(String, String)> = chunk.iter().map(|w| (w.rtype.clone(), w.id.clone())).collect();
+                let present: std::collections::HashSet<String> =
+                    store.read_many(grant, &refs).await?.into_iter().map(|r| r.id).collect();
+                let rest: Vec<VersionWrite> = chunk.iter().filter(|w| !present.contains(&w.id)).cloned().collect();
                 if !rest.is_empty() {
                     store.write(grant, rest).await?;
                 }
