@@ -233,7 +233,14 @@ fn write_lines(dir: &Path, segment: &mut Option<Segment>, lines: &[u8]) -> std::
         Some(s) => s,
         None => segment.insert(Segment::open(dir)?),
     };
-    current.file.write_all(lines)?;
+    if let Err(e) = current.file.write_all(lines) {
+        // A failed append (a full disk) may leave part of a line, which the next append would run into: cut it
+        // off, or failing that start a new file (this one is then taken over as a stopped process's).
+        if current.file.set_len(current.len).is_err() {
+            *segment = None;
+        }
+        return Err(e);
+    }
     current.len += lines.len() as u64;
     if current.len < SEGMENT_BYTES {
         return Ok(None);
@@ -301,7 +308,7 @@ async fn move_in(
 ) -> Result<(), String> {
     while !pending.is_empty() {
         let n = pending.len().min(MAX_BATCH);
-        if let Err(e) = store.write(grant, pending[..n].to_vec()).await {
+        if let Err(e) = write_new(store, grant, &pending[..n]).await {
             tracing::warn!(error = %e, "journaled audit records could not be moved into the database; trying again");
             return Err(e.to_string());
         }
@@ -313,6 +320,25 @@ async fn move_in(
         }
     }
     Ok(())
+}
+
+/// Writes journaled records into the database, leaving out those already in: moved in before their process
+/// stopped (its open file is kept until it fills up), or by a sweep that took over a file while its records
+/// were still pending here.
+async fn write_new(store: &SharedStore, grant: &Grant, records: &[VersionWrite]) -> Result<()> {
+    match store.write(grant, records.to_vec()).await {
+        Err(Error::Conflict(_)) => {
+            let refs: Vec<(String, String)> = records.iter().map(|w| (w.rtype.clone(), w.id.clone())).collect();
+            let present: std::collections::HashSet<String> =
+                store.read_many(grant, &refs).await?.into_iter().map(|r| r.id).collect();
+            let rest: Vec<VersionWrite> = records.iter().filter(|w| !present.contains(&w.id)).cloned().collect();
+            if rest.is_empty() {
+                return Ok(());
+            }
+            store.write(grant, rest).await
+        }
+        outcome => outcome,
+    }
 }
 
 /// Moves in the journals of processes that stopped, and deletes them. A running process holds its journal
@@ -358,21 +384,7 @@ async fn take_over(store: &SharedStore, grant: &Grant, path: &Path) -> Result<()
         }
     }
     for chunk in writes.chunks(MAX_BATCH) {
-        match store.write(grant, chunk.to_vec()).await {
-            Ok(()) => {}
-            // Some were moved in before the process stopped (its open file is kept until it fills up), or by
-            // another process's sweep: write the rest.
-            Err(Error::Conflict(_)) => {
-                let refs: Vec<(String, String)> = chunk.iter().map(|w| (w.rtype.clone(), w.id.clone())).collect();
-                let present: std::collections::HashSet<String> =
-                    store.read_many(grant, &refs).await?.into_iter().map(|r| r.id).collect();
-                let rest: Vec<VersionWrite> = chunk.iter().filter(|w| !present.contains(&w.id)).cloned().collect();
-                if !rest.is_empty() {
-                    store.write(grant, rest).await?;
-                }
-            }
-            Err(e) => return Err(e),
-        }
+        write_new(store, grant, chunk).await?;
     }
     std::fs::remove_file(path).map_err(io)
 }
