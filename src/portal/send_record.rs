@@ -235,7 +235,12 @@ pub async fn sent(State(state): State<AppState>, visitor: Visitor) -> Response {
             "Health",
             "Sent records",
             html! {
-                @if shares.is_empty() { p { "Nothing has been sent from this record." } } @else { (list(&visitor, &shares, state.clock.now_millis())) }
+                @if shares.is_empty() {
+                    p { "Nothing has been sent from this record." }
+                } @else {
+                    p { "Deactivating a link stops it from opening. If its email has not gone out yet, it is not sent; one already delivered cannot be called back." }
+                    (list(&visitor, &shares, state.clock.now_millis()))
+                }
                 p { a.button href="/send-record" { "Send Record" } }
             },
         ),

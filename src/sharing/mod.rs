@@ -18,7 +18,7 @@ use crate::mail::{Letter, Mailer, templates};
 use crate::records::Records;
 use crate::share_link;
 use crate::store::SharedStore;
-use crate::store::accounts::{MailAttachment, ShareLink, ShareRow};
+use crate::store::accounts::{MailAttachment, OutboxMail, ShareLink, ShareRow};
 
 /// The longest note for the recipient.
 pub const NOTES_MAX: usize = 2000;
@@ -191,7 +191,12 @@ impl Sharing {
             passcode_hash: password::hash(form.password)?,
             file,
         };
-        self.store.save_share(&stored, &letter.queued(now)).await?;
+        // The letter's outbox id is the share's, so deactivating the link also withdraws a letter not yet sent.
+        let mail = OutboxMail {
+            id: share.id.clone(),
+            ..letter.queued(now)
+        };
+        self.store.save_share(&stored, &mail).await?;
         self.mailer.queued();
         let what = format!(
             "Records dated {start} to {end} sent to {} ({} bytes, encrypted)",
@@ -213,7 +218,8 @@ impl Sharing {
         Ok(share)
     }
 
-    /// Turns off a sent record's link (the emailed zip cannot be called back).
+    /// Turns off a sent record's link, and withdraws its letter if it has not gone out yet (one that has, with
+    /// its zip, cannot be called back).
     pub async fn deactivate(&self, patient: &str, id: &str) -> Result<()> {
         self.store.disable_share(id, patient, self.clock.now_millis()).await
     }

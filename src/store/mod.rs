@@ -305,7 +305,7 @@ pub trait Store: Send + Sync {
     /// once `max` are spent. Returns the attempts spent.
     async fn settle_share_attempt(&self, link_id: &str, right: bool, max: i64, now: i64) -> Result<i64>;
 
-    /// Deactivates a patient's link (no-op when already off).
+    /// Deactivates a patient's link (no-op when already off) and deletes its letter if still in the outbox.
     async fn disable_share(&self, id: &str, patient: &str, now: i64) -> Result<()>;
 
     // Friends and family (`accounts/proxies.rs`).

@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::accounts::{PASSWORD, account_events, login, registered_patient, staff_session};
-use crate::helpers::{TestApp, say, spawn_app};
+use crate::helpers::{TestApp, engines, say, spawn_app};
 use crate::web::Web;
 
 pub const PROVIDER: &str = "dr.lee@clinic.example";
@@ -246,9 +246,7 @@ async fn a_patient_sends_an_encrypted_record_for_a_date_range() {
     let second = send(&app, &mut alice, 2).await;
     let (url2, _, _) = decode_shlink(&second);
     let list = alice.get("/sent-records").await;
-    let id_marker = "name=\"id\" value=\"";
-    let start = list.body.find(id_marker).expect("a Deactivate form") + id_marker.len();
-    let id = list.body[start..].split('"').next().unwrap().to_owned();
+    let id = first_share_id(&list.body);
     let done = alice.submit(&list, "/sent-records/deactivate", &[("id", &id)]).await;
     assert_eq!(done.status, 303);
     let r = http
@@ -271,7 +269,64 @@ async fn a_patient_sends_an_encrypted_record_for_a_date_range() {
 }
 
 /// Sends the same request again (the provider's `n`th email); returns the email's text.
-async fn send(app: &TestApp, web: &mut Web, n: usize) -> String {
+/// A link deactivated before its email went out (the provider's mail server turned it away for now) withdraws
+/// the email; the other letter, left active, goes out once the server takes mail again.
+#[tokio::test]
+async fn deactivating_a_link_withdraws_its_waiting_email() {
+    for engine in engines() {
+        let app = spawn_app(engine).await;
+        let mut staff = staff_session(&app).await;
+        let a = registered_patient(&app, &mut staff, "Amsel", "amsel@example.org", "1961-01-01").await;
+        crate::health::hemoglobin(&app, &a, 13.4, "2026-09-10").await;
+        let (mut alice, _) = login(&app, "amsel@example.org", PASSWORD, "1961-01-01").await;
+        app.smtp.refuse(true);
+        for _ in 0..2 {
+            assert_eq!(submit_send(&mut alice).await, 200, "{engine}");
+        }
+        app.smtp.wait_for_refusals(2).await;
+        let list = alice.get("/sent-records").await;
+        assert!(
+            list.text()
+                .contains("If its email has not gone out yet, it is not sent"),
+            "{engine}"
+        );
+        let id = first_share_id(&list.body);
+        assert_eq!(
+            alice
+                .submit(&list, "/sent-records/deactivate", &[("id", &id)])
+                .await
+                .status,
+            303
+        );
+
+        app.smtp.refuse(false);
+        app.state.clock.advance(2 * 3600 * 1000);
+        app.state.mailer.deliver_due().await.unwrap();
+        let letter = app.smtp.wait_for(PROVIDER, 1).await.decoded();
+        app.state.mailer.deliver_due().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(
+            app.smtp.messages_to(PROVIDER).len(),
+            1,
+            "{engine}: the withdrawn email went out"
+        );
+        let (url, _, _) = decode_shlink(&letter);
+        let r = reqwest::Client::new()
+            .post(&url)
+            .json(&serde_json::json!({"recipient": "Dr. Lee", "passcode": ZIP_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "{engine}: the email that went out is the active link's"
+        );
+    }
+}
+
+/// Sends the record from June to December to [`PROVIDER`]; returns the answer's status.
+async fn submit_send(web: &mut Web) -> u16 {
     let form = web.get("/send-record").await;
     let fields = [
         ("recipient", PROVIDER),
@@ -281,7 +336,18 @@ async fn send(app: &TestApp, web: &mut Web, n: usize) -> String {
         ("password", ZIP_PASSWORD),
         ("confirm", ZIP_PASSWORD),
     ];
-    assert_eq!(web.submit(&form, "/send-record", &fields).await.status, 200);
+    web.submit(&form, "/send-record", &fields).await.status
+}
+
+/// The id in the first "Deactivate link" form of a Sent records page.
+fn first_share_id(list: &str) -> String {
+    let id_marker = "name=\"id\" value=\"";
+    let start = list.find(id_marker).expect("a Deactivate form") + id_marker.len();
+    list[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn send(app: &TestApp, web: &mut Web, n: usize) -> String {
+    assert_eq!(submit_send(web).await, 200);
     app.smtp.wait_for(PROVIDER, n).await.decoded()
 }
 

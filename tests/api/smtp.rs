@@ -1,6 +1,8 @@
 //! A real SMTP server for the tests: it speaks enough of RFC 5321 for lettre (EHLO, MAIL, RCPT, DATA, RSET,
-//! NOOP, QUIT), keeps every message it receives, and lets a test wait for the next one to a recipient.
+//! NOOP, QUIT), keeps every message it receives, and lets a test wait for the next one to a recipient. It can
+//! turn mail away for a while, as a busy server does.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +82,8 @@ impl Received {
 pub struct SmtpSink {
     inbox: Arc<Mutex<Vec<Received>>>,
     arrived: Arc<Notify>,
+    refusing: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
     pub url: String,
 }
 
@@ -122,6 +126,9 @@ impl SmtpSink {
             } else if command.starts_with("RSET") {
                 to.clear();
                 b"250 OK\r\n"
+            } else if command.starts_with("RCPT") && self.refusing.load(Ordering::SeqCst) {
+                self.refused.fetch_add(1, Ordering::SeqCst);
+                b"450 mailbox busy, try again later\r\n"
             } else if command.starts_with("RCPT") {
                 let addr = line.trim_end()[8..]
                     .trim()
@@ -160,6 +167,23 @@ impl SmtpSink {
                 b"502 not implemented\r\n"
             };
             write.write_all(reply).await?;
+        }
+    }
+
+    /// While `on`, every recipient is turned away with a temporary failure (450).
+    pub fn refuse(&self, on: bool) {
+        self.refusing.store(on, Ordering::SeqCst);
+    }
+
+    /// Waits (up to 15 s) until `count` recipients have been turned away in all.
+    pub async fn wait_for_refusals(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while self.refused.load(Ordering::SeqCst) < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fewer than {count} recipients were turned away"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

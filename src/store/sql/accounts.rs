@@ -404,12 +404,23 @@ impl SqlStore {
     }
 
     pub(super) async fn disable_share_row(&self, id: &str, patient: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE record_shares SET disabled = COALESCE(disabled, $3) WHERE id = $1 AND patient = $2")
-            .bind(id)
-            .bind(patient)
-            .bind(now)
-            .execute(&self.write)
-            .await?;
+        let mut tx = self.write.begin_with(self.begin).await?;
+        let disabled =
+            sqlx::query("UPDATE record_shares SET disabled = COALESCE(disabled, $3) WHERE id = $1 AND patient = $2")
+                .bind(id)
+                .bind(patient)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if disabled == 1 {
+            // Its letter, if still waiting (a letter being handed to the mail server right now may still go).
+            sqlx::query("DELETE FROM outbox WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
