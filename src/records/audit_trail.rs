@@ -126,9 +126,12 @@ impl Records {
     pub(super) fn touched(&self, grant: &Grant, rows: &[Stored]) -> Vec<(String, Vec<String>)> {
         rows.iter()
             .map(|r| {
-                let mut patients = serde_json::from_str::<Value>(&r.body)
-                    .map(|v| extract::owners(&self.registry, &r.rtype, &r.id, &v, &self.base))
-                    .unwrap_or_default();
+                let mut patients = match &r.owners {
+                    Some(owners) => owners.clone(),
+                    None => serde_json::from_str::<Value>(&r.body)
+                        .map(|v| extract::owners(&self.registry, &r.rtype, &r.id, &v, &self.base))
+                        .unwrap_or_default(),
+                };
                 if let Some(mine) = grant.patients() {
                     patients.retain(|p| mine.contains(p));
                 }

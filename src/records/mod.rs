@@ -35,6 +35,8 @@ pub struct Stored {
     pub version: i64,
     pub last_updated: i64,
     pub body: String,
+    /// The patients whose compartments hold it, where the store said (else found from the body when needed).
+    pub owners: Option<Vec<String>>,
 }
 
 /// How a write ended.
@@ -158,6 +160,7 @@ impl Records {
             version: row.version,
             last_updated: row.last_updated,
             body,
+            owners: row.owners,
         })
     }
 
@@ -274,6 +277,7 @@ impl Records {
                 "this {rtype} is outside the records you may change"
             )));
         }
+        let owners = compartments.clone();
         Ok(Prepared {
             created: head.is_none_or(|h| h.deleted),
             patients: compartments.clone(),
@@ -294,6 +298,7 @@ impl Records {
                 version,
                 last_updated: now,
                 body,
+                owners: Some(owners),
             },
         })
     }
@@ -443,6 +448,7 @@ impl Records {
                 version,
                 last_updated: now,
                 body: String::new(),
+                owners: None,
             },
             created: false,
             patients,

@@ -77,6 +77,9 @@ pub struct Row {
     pub last_updated: i64,
     /// `None` for a deletion.
     pub body: Option<String>,
+    /// The patients whose compartments hold this version, as recorded when it was written; `None` for an
+    /// earlier version (history), whose compartments are not kept.
+    pub owners: Option<Vec<String>>,
 }
 
 /// The head of a resource as needed before writing: its current version, whether it is deleted, and whether

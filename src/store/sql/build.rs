@@ -91,7 +91,12 @@ impl Sql {
     }
 }
 
-pub(super) const ROW_COLUMNS: &str = "r.rtype, r.id, r.version, r.last_updated, r.body";
+/// A current resource row with its compartments (the patients, space-separated; ids have no spaces), so the
+/// audit of a read names them without parsing every body.
+pub(super) const ROW_COLUMNS: &str = "r.rtype, r.id, r.version, r.last_updated, r.body, \
+     COALESCE((SELECT string_agg(c.patient, ' ') FROM compartments c WHERE c.rid = r.rid), '')";
+/// [`ROW_COLUMNS`] of an earlier version, from `resource_history h` joined to its resource `r`.
+pub(super) const HISTORY_COLUMNS: &str = "r.rtype, r.id, h.version, h.last_updated, h.body, CAST(NULL AS TEXT)";
 
 pub(super) fn to_row(row: &AnyRow) -> Result<Row> {
     Ok(Row {
@@ -100,6 +105,9 @@ pub(super) fn to_row(row: &AnyRow) -> Result<Row> {
         version: row.try_get(2)?,
         last_updated: row.try_get(3)?,
         body: row.try_get(4)?,
+        owners: row
+            .try_get::<Option<String>, _>(5)?
+            .map(|o| o.split_whitespace().map(str::to_owned).collect()),
     })
 }
 
