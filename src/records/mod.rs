@@ -277,7 +277,6 @@ impl Records {
                 "this {rtype} is outside the records you may change"
             )));
         }
-        let owners = compartments.clone();
         Ok(Prepared {
             created: head.is_none_or(|h| h.deleted),
             patients: compartments.clone(),
@@ -298,7 +297,7 @@ impl Records {
                 version,
                 last_updated: now,
                 body,
-                owners: Some(owners),
+                owners: None,
             },
         })
     }

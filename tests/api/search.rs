@@ -68,6 +68,12 @@ async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
             .to_owned();
         let page2: serde_json::Value = app.client.get(next).send().await.unwrap().json().await.unwrap();
         assert_eq!(ids(&page2), vec![a2.clone()]);
+        // Every page counts all matches, also one past the end (no rows to carry the count).
+        assert_eq!((r["total"].as_i64(), page2["total"].as_i64()), (Some(2), Some(2)));
+        let (_, past) = app
+            .get(&format!("Observation?patient={a}&_count=1&_offset=5&_sort=date"))
+            .await;
+        assert_eq!((past["total"].as_i64(), ids(&past).len()), (Some(2), 0), "{past}");
         // sa / eb / ap, _lastUpdated, and :identifier on references.
         let (_, r) = app.get("Observation?date=sa2024-12-31&_sort=date").await;
         assert_eq!(ids(&r), vec![a2.clone()]);

@@ -460,6 +460,12 @@ impl Store for SqlStore {
             filter(&mut count);
             count
         };
+        let ranked = |sql: &mut Sql, columns: &str| {
+            sql.push(&format!("SELECT {columns}"));
+            filter(sql);
+            order_by(sql, query);
+            sql.push(" LIMIT ").int(query.count).push(" OFFSET ").int(query.offset);
+        };
         self.timed("search", async {
             if query.count == 0 {
                 let total = if query.total {
@@ -471,19 +477,14 @@ impl Store for SqlStore {
             }
             let mut page = Sql::new(self.engine);
             if !query.total {
-                page.push(&format!("SELECT {ROW_COLUMNS}"));
-                filter(&mut page);
-                order_by(&mut page, query);
-                page.push(" LIMIT ").int(query.count).push(" OFFSET ").int(query.offset);
+                ranked(&mut page, ROW_COLUMNS);
                 return Ok((fetch_rows(&self.read, &page).await?, None));
             }
             // The page and the total in one statement: the matches are ranked carrying only their rid and
             // counted by the window, and only the page's rows are read whole. A separate COUNT evaluated every
             // condition a second time (a quarter of a lab search's SQL: docs/benchmarks.md).
-            page.push("WITH page AS (SELECT r.rid, COUNT(*) OVER () AS total");
-            filter(&mut page);
-            order_by(&mut page, query);
-            page.push(" LIMIT ").int(query.count).push(" OFFSET ").int(query.offset);
+            page.push("WITH page AS (");
+            ranked(&mut page, "r.rid, COUNT(*) OVER () AS total");
             page.push(&format!(
                 ") SELECT {ROW_COLUMNS}, page.total FROM page JOIN resources r ON r.rid = page.rid"
             ));
