@@ -43,10 +43,10 @@ impl Records {
 
     /// An AuditEvent as a new resource version.
     fn event_write(&self, event: Value, now: i64, recorded: &str) -> Result<VersionWrite> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = super::new_id();
         let meta = json!({ "versionId": "1", "lastUpdated": recorded });
-        let raw: RawObject = serde_json::from_value(event.clone()).map_err(|e| Error::Store(e.to_string()))?;
         let index = extract::index(&self.registry, "AuditEvent", &event, &self.base);
+        let raw: RawObject = serde_json::from_value(event).map_err(|e| Error::Store(e.to_string()))?;
         let compartments = extract::compartments("AuditEvent", &id, &index);
         Ok(VersionWrite {
             rtype: "AuditEvent".into(),

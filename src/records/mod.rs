@@ -27,6 +27,13 @@ use crate::fhir::search::{self, Limits};
 use crate::fhir::{extract, parse};
 use crate::store::{Row, SharedStore, VersionWrite};
 
+/// The id of a resource the server creates: a UUID led by the time (version 7), so new resources go to the end
+/// of the `(rtype, id)` index rather than to a random page of it (with random ids every audited read's event
+/// rewrote a page of that index, and reads slowed as the trail grew: docs/benchmarks.md).
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// A resource as stored: its JSON text and version facts.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -237,9 +244,7 @@ impl Records {
                 }
                 url_id.to_owned()
             }
-            (None, _) => message
-                .and_then(|m| m.id)
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            (None, _) => message.and_then(|m| m.id).unwrap_or_else(new_id),
         };
         let head = if body_id.is_some() || expect.is_some() || grant.action() == Action::Update {
             self.store.head(grant, rtype, &id).await?

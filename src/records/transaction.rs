@@ -262,13 +262,13 @@ impl Records {
                     Some(match (&existing, ids, from_url) {
                         (Some(found), _, _) => found.id.clone(),
                         (None, Ids::FromFullUrl, Some(u)) => u.to_owned(),
-                        _ => uuid::Uuid::new_v4().to_string(),
+                        _ => super::new_id(),
                     })
                 }
                 ("PUT", Some(c)) => Some(
                     one_match(self.matches(actor, &rtype, c).await, "the conditional update")
                         .map_err(|err| at_entry(e.index, err))?
-                        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |m| m.id),
+                        .map_or_else(super::new_id, |m| m.id),
                 ),
                 _ => url_id,
             };

@@ -423,9 +423,8 @@ impl Store for SqlStore {
         let mut page = Sql::new(self.engine);
         page.push("SELECT * FROM (");
         union(&mut page);
-        page.push(") r ORDER BY r.last_updated DESC, r.rtype, r.id, r.version DESC LIMIT ")
-            .int(query.count);
-        page.push(" OFFSET ").int(query.offset);
+        page.push(") r ORDER BY r.last_updated DESC, r.rtype, r.id, r.version DESC")
+            .limit(query.count, query.offset);
         let mut count = Sql::new(self.engine);
         count.push("SELECT COUNT(*) FROM (");
         union(&mut count);
@@ -464,7 +463,7 @@ impl Store for SqlStore {
             sql.push(&format!("SELECT {columns}"));
             filter(sql);
             order_by(sql, query);
-            sql.push(" LIMIT ").int(query.count).push(" OFFSET ").int(query.offset);
+            sql.limit(query.count, query.offset);
         };
         self.timed("search", async {
             if query.count == 0 {
@@ -523,7 +522,7 @@ impl Store for SqlStore {
             .list(targets)
             .push(")");
         grant_filter(&mut sql, grant, "r", Some(rtype));
-        sql.push(" ORDER BY r.rid LIMIT ").int(limit);
+        sql.push(" ORDER BY r.rid").limit(limit, 0);
         self.timed("referencing", fetch_rows(&self.read, &sql)).await
     }
 
@@ -561,10 +560,7 @@ impl Store for SqlStore {
         let mut page = Sql::new(self.engine);
         page.push(&format!("SELECT {ROW_COLUMNS}"));
         body(&mut page);
-        page.push(" ORDER BY r.rid LIMIT ")
-            .int(filter.count)
-            .push(" OFFSET ")
-            .int(filter.offset);
+        page.push(" ORDER BY r.rid").limit(filter.count, filter.offset);
         let mut count = Sql::new(self.engine);
         count.push("SELECT COUNT(*)");
         body(&mut count);
