@@ -8,9 +8,6 @@ use carespace::config::Config;
 use carespace::{AppState, import};
 use clap::{Parser, Subcommand};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "carespace", version, about = "FHIR R4 patient-access server")]
 struct Cli {

@@ -54,7 +54,14 @@ impl AuditSink {
                 // Room for a few seconds of reads while a transaction moves records in: the appender must not
                 // wait on the database, or reads would.
                 let (ingest, ingest_queue) = mpsc::channel(4096);
-                tokio::spawn(append(dir.clone(), queue, ingest));
+                let journal = dir.clone();
+                if let Err(e) = std::thread::Builder::new()
+                    .name("audit-journal".into())
+                    .spawn(move || append(journal, queue, ingest))
+                {
+                    // Without the appender every read fails (its record cannot be made durable): say why.
+                    tracing::error!(error = %e, "the audit journal thread could not start");
+                }
                 tokio::spawn(ingest_journal(store, dir, ingest_queue));
             }
             None => {
@@ -100,9 +107,9 @@ fn audit_grant() -> Option<Grant> {
     access::authorize(&Actor::system("audit"), Action::Create, "AuditEvent").ok()
 }
 
-/// The next jobs: the first to arrive and those queued behind it, up to [`MAX_BATCH`] records.
-async fn next_batch(queue: &mut mpsc::Receiver<Job>) -> Option<Vec<Job>> {
-    let mut batch = vec![queue.recv().await?];
+/// The next jobs: `first` and those queued behind it, up to [`MAX_BATCH`] records.
+fn batch_from(first: Job, queue: &mut mpsc::Receiver<Job>) -> Vec<Job> {
+    let mut batch = vec![first];
     let mut records = 0;
     while records < MAX_BATCH {
         match queue.try_recv() {
@@ -115,7 +122,7 @@ async fn next_batch(queue: &mut mpsc::Receiver<Job>) -> Option<Vec<Job>> {
             Err(_) => break,
         }
     }
-    Some(batch)
+    batch
 }
 
 /// Answers every job of a batch with `outcome`.
@@ -128,10 +135,10 @@ fn answer(waiters: Vec<Done>, outcome: &Result<(), String>) {
 /// PostgreSQL: one transaction per batch.
 async fn commit_batches(store: SharedStore, mut queue: mpsc::Receiver<Job>) {
     let Some(grant) = audit_grant() else { return };
-    while let Some(batch) = next_batch(&mut queue).await {
+    while let Some(first) = queue.recv().await {
         let mut writes = Vec::new();
         let mut waiters = Vec::new();
-        for job in batch {
+        for job in batch_from(first, &mut queue) {
             match job {
                 Job::Record(w, done) => {
                     writes.extend(w);
@@ -180,16 +187,17 @@ impl Segment {
 }
 
 /// SQLite: appends each batch to the journal, one line (a JSON `VersionWrite`) per record, answers, and hands
-/// the records to the ingester.
-async fn append(dir: PathBuf, mut queue: mpsc::Receiver<Job>, ingest: mpsc::Sender<Ingest>) {
+/// the records to the ingester. It runs on a thread of its own: a file write can wait on the disk (behind a
+/// checkpoint's fsync), and on a runtime thread it held up every request scheduled there.
+fn append(dir: PathBuf, mut queue: mpsc::Receiver<Job>, ingest: mpsc::Sender<Ingest>) {
     let mut segment: Option<Segment> = None;
     let mut lines = Vec::new();
-    while let Some(batch) = next_batch(&mut queue).await {
+    while let Some(first) = queue.blocking_recv() {
         let mut writes = Vec::new();
         let mut waiters = Vec::new();
         let mut flushes = Vec::new();
         lines.clear();
-        for job in batch {
+        for job in batch_from(first, &mut queue) {
             match job {
                 Job::Record(w, done) => {
                     for write in &w {
@@ -219,7 +227,7 @@ async fn append(dir: PathBuf, mut queue: mpsc::Receiver<Job>, ingest: mpsc::Send
         handover.extend(closed.map(Ingest::Closed));
         handover.extend(flushes.into_iter().map(Ingest::Flush));
         for message in handover {
-            if ingest.send(message).await.is_err() {
+            if ingest.blocking_send(message).is_err() {
                 return;
             }
         }
