@@ -109,4 +109,20 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+impl From<rusqlite::Error> for Error {
+    /// As for sqlx: a unique or primary-key violation is a conflict the writer can retry.
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ffi;
+        match err.sqlite_error() {
+            Some(e)
+                if e.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || e.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                Error::Conflict("changed by another request at the same time".into())
+            }
+            _ => Error::Store(err.to_string()),
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

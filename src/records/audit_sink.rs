@@ -62,7 +62,17 @@ impl AuditSink {
                     // Without the appender every read fails (its record cannot be made durable): say why.
                     tracing::error!(error = %e, "the audit journal thread could not start");
                 }
-                tokio::spawn(ingest_journal(store, dir, ingest_queue));
+                // SQLite statements run on the thread that asks (src/store/sql/db.rs): moving a batch in takes
+                // milliseconds, which would hold up the requests of a runtime thread.
+                let ingester = std::thread::Builder::new().name("audit-ingest".into()).spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                        Ok(runtime) => runtime.block_on(ingest_journal(store, dir, ingest_queue)),
+                        Err(e) => tracing::error!(error = %e, "the audit ingest runtime could not start"),
+                    }
+                });
+                if let Err(e) = ingester {
+                    tracing::error!(error = %e, "the audit ingest thread could not start");
+                }
             }
             None => {
                 tokio::spawn(commit_batches(store, queue));

@@ -1,9 +1,8 @@
 //! SQL for the application tables: accounts, single-use links, sessions, throttles and the outbox.
 
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row as _};
 
 use super::SqlStore;
+use super::db::{DbRow, On, Tx, query};
 use super::build::Sql;
 use crate::error::{Error, Result};
 use crate::store::AccountKey;
@@ -17,7 +16,7 @@ const TOKEN_COLUMNS: &str = "hash, account_id, purpose, created, expires, used, 
 const MAIL_COLUMNS: &str = "id, created, recipient, subject, text_body, html_body, attempts, next_attempt, \
                             attachment_name, attachment_type, attachment_data";
 
-fn account(row: &AnyRow) -> Result<Account> {
+fn account(row: &DbRow) -> Result<Account> {
     let kind: String = row.try_get(2)?;
     Ok(Account {
         id: row.try_get(0)?,
@@ -32,7 +31,7 @@ fn account(row: &AnyRow) -> Result<Account> {
     })
 }
 
-fn token(row: &AnyRow) -> Result<AccountToken> {
+fn token(row: &DbRow) -> Result<AccountToken> {
     let purpose: String = row.try_get(2)?;
     Ok(AccountToken {
         hash: row.try_get(0)?,
@@ -49,7 +48,7 @@ fn token(row: &AnyRow) -> Result<AccountToken> {
     })
 }
 
-fn grant(row: &AnyRow) -> Result<ProxyGrantRow> {
+fn grant(row: &DbRow) -> Result<ProxyGrantRow> {
     Ok(ProxyGrantRow {
         related_person: row.try_get(0)?,
         patient: row.try_get(1)?,
@@ -62,7 +61,7 @@ fn grant(row: &AnyRow) -> Result<ProxyGrantRow> {
     })
 }
 
-fn share(r: &AnyRow) -> Result<ShareRow> {
+fn share(r: &DbRow) -> Result<ShareRow> {
     Ok(ShareRow {
         id: r.try_get(0)?,
         patient: r.try_get(1)?,
@@ -78,7 +77,7 @@ fn share(r: &AnyRow) -> Result<ShareRow> {
     })
 }
 
-fn mail(row: &AnyRow) -> Result<OutboxMail> {
+fn mail(row: &DbRow) -> Result<OutboxMail> {
     Ok(OutboxMail {
         id: row.try_get(0)?,
         created: row.try_get(1)?,
@@ -99,8 +98,8 @@ fn mail(row: &AnyRow) -> Result<OutboxMail> {
     })
 }
 
-async fn upsert_account<'c>(conn: impl sqlx::Executor<'c, Database = Any>, a: &Account) -> Result<()> {
-    sqlx::query(
+async fn upsert_account<'c>(conn: impl Into<On<'c>>, a: &Account) -> Result<()> {
+    query(
         "INSERT INTO accounts (id, email, kind, person, display_name, birth_date, password_hash, created, registered) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET email = $2, kind = $3, \
          person = $4, display_name = $5, birth_date = $6, password_hash = $7, registered = $9",
@@ -119,8 +118,8 @@ async fn upsert_account<'c>(conn: impl sqlx::Executor<'c, Database = Any>, a: &A
     Ok(())
 }
 
-async fn insert_mail<'c>(conn: impl sqlx::Executor<'c, Database = Any>, m: &OutboxMail) -> Result<()> {
-    sqlx::query(
+async fn insert_mail<'c>(conn: impl Into<On<'c>>, m: &OutboxMail) -> Result<()> {
+    query(
         "INSERT INTO outbox (id, created, recipient, subject, text_body, html_body, attempts, next_attempt, \
          attachment_name, attachment_type, attachment_data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
@@ -173,18 +172,18 @@ impl SqlStore {
     }
 
     pub(super) async fn issue_token_tx(&self, a: &Account, t: &AccountToken, m: &OutboxMail) -> Result<()> {
-        let mut tx = self.write.begin_with(self.begin).await?;
-        upsert_account(&mut *tx, a).await?;
-        sqlx::query(
+        let mut tx = self.write.begin(self.begin).await?;
+        upsert_account(&mut tx, a).await?;
+        query(
             "UPDATE account_tokens SET superseded = $3 WHERE account_id = $1 AND purpose = $2 \
              AND used IS NULL AND superseded IS NULL",
         )
         .bind(a.id.as_str())
         .bind(t.purpose.as_str())
         .bind(t.created)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        sqlx::query(
+        query(
             "INSERT INTO account_tokens (hash, account_id, purpose, created, expires) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(t.hash.as_str())
@@ -192,17 +191,17 @@ impl SqlStore {
         .bind(t.purpose.as_str())
         .bind(t.created)
         .bind(t.expires)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        insert_mail(&mut *tx, m).await?;
+        insert_mail(&mut tx, m).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub(super) async fn token_row(&self, hash: &str) -> Result<Option<AccountToken>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM account_tokens WHERE hash = $1"
-        )))
+        ))
         .bind(hash)
         .fetch_optional(&self.read)
         .await?
@@ -216,10 +215,10 @@ impl SqlStore {
         account_id: &str,
         purpose: TokenPurpose,
     ) -> Result<Option<AccountToken>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM account_tokens WHERE account_id = $1 AND purpose = $2 \
              ORDER BY created DESC LIMIT 1"
-        )))
+        ))
         .bind(account_id)
         .bind(purpose.as_str())
         .fetch_optional(&self.read)
@@ -236,43 +235,43 @@ impl SqlStore {
         now: i64,
         password_hash: &str,
     ) -> Result<Redeem> {
-        let mut tx = self.write.begin_with(self.begin).await?;
-        let account_id: Option<String> = sqlx::query(
+        let mut tx = self.write.begin(self.begin).await?;
+        let account_id: Option<String> = query(
             "UPDATE account_tokens SET used = $3 WHERE hash = $1 AND purpose = $2 AND used IS NULL \
              AND superseded IS NULL AND expires > $3 RETURNING account_id",
         )
         .bind(hash)
         .bind(purpose.as_str())
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?
         .map(|r| r.try_get(0))
         .transpose()?;
         let Some(account_id) = account_id else {
             return Ok(Redeem::NotValid);
         };
-        sqlx::query("UPDATE accounts SET password_hash = $2, registered = COALESCE(registered, $3) WHERE id = $1")
+        query("UPDATE accounts SET password_hash = $2, registered = COALESCE(registered, $3) WHERE id = $1")
             .bind(account_id.as_str())
             .bind(password_hash)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-        sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+        query("DELETE FROM sessions WHERE account_id = $1")
             .bind(account_id.as_str())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         // A new password also ends what apps were given on the old one.
-        sqlx::query("UPDATE oauth_tokens SET revoked = $2 WHERE account_id = $1 AND revoked IS NULL")
+        query("UPDATE oauth_tokens SET revoked = $2 WHERE account_id = $1 AND revoked IS NULL")
             .bind(account_id.as_str())
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(Redeem::Done)
     }
 
     pub(super) async fn create_session_row(&self, s: &SessionRow) -> Result<()> {
-        sqlx::query("INSERT INTO sessions (hash, account_id, created, last_seen, patient) VALUES ($1, $2, $3, $4, $5)")
+        query("INSERT INTO sessions (hash, account_id, created, last_seen, patient) VALUES ($1, $2, $3, $4, $5)")
             .bind(s.hash.as_str())
             .bind(s.account_id.as_str())
             .bind(s.created)
@@ -284,7 +283,7 @@ impl SqlStore {
     }
 
     pub(super) async fn session_row(&self, hash: &str) -> Result<Option<SessionRow>> {
-        let row = sqlx::query("SELECT hash, account_id, created, last_seen, patient FROM sessions WHERE hash = $1")
+        let row = query("SELECT hash, account_id, created, last_seen, patient FROM sessions WHERE hash = $1")
             .bind(hash)
             .fetch_optional(&self.read)
             .await?;
@@ -302,7 +301,7 @@ impl SqlStore {
 
     /// One statement on the writer with text binds followed by integer binds.
     async fn run(&self, text: &'static str, texts: &[&str], ints: &[i64]) -> Result<()> {
-        let mut query = sqlx::query(text);
+        let mut query = query(text);
         for t in texts {
             query = query.bind(*t);
         }
@@ -320,8 +319,8 @@ impl SqlStore {
 
     pub(super) async fn save_share_tx(&self, link: &ShareLink, m: &OutboxMail) -> Result<()> {
         let s = &link.share;
-        let mut tx = self.write.begin_with(self.begin).await?;
-        sqlx::query(
+        let mut tx = self.write.begin(self.begin).await?;
+        query(
             "INSERT INTO record_shares (id, patient, sent_by, recipient, range_start, range_end, created, link_id, \
              expires, failures, disabled, passcode_hash, file) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
@@ -338,15 +337,15 @@ impl SqlStore {
         .bind(s.disabled)
         .bind(link.passcode_hash.as_str())
         .bind(link.file.as_str())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        insert_mail(&mut *tx, m).await?;
+        insert_mail(&mut tx, m).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub(super) async fn share_rows(&self, patient: &str) -> Result<Vec<ShareRow>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, patient, sent_by, recipient, range_start, range_end, created, link_id, expires, failures, \
              disabled FROM record_shares WHERE patient = $1 ORDER BY created DESC",
         )
@@ -357,7 +356,7 @@ impl SqlStore {
     }
 
     pub(super) async fn share_link_row(&self, link_id: &str) -> Result<Option<ShareLink>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT id, patient, sent_by, recipient, range_start, range_end, created, link_id, expires, failures, \
              disabled, passcode_hash, file FROM record_shares WHERE link_id = $1",
         )
@@ -375,7 +374,7 @@ impl SqlStore {
     }
 
     pub(super) async fn reserve_share_attempt_row(&self, link_id: &str, max: i64) -> Result<Option<i64>> {
-        let row = sqlx::query(
+        let row = query(
             "UPDATE record_shares SET failures = failures + 1 \
              WHERE link_id = $1 AND disabled IS NULL AND failures < $2 RETURNING failures",
         )
@@ -383,15 +382,15 @@ impl SqlStore {
         .bind(max)
         .fetch_optional(&self.write)
         .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
+        row.map(|r| r.try_get(0)).transpose()
     }
 
     pub(super) async fn settle_share_attempt_row(&self, link_id: &str, right: bool, max: i64, now: i64) -> Result<i64> {
         let query = if right {
-            sqlx::query("UPDATE record_shares SET failures = failures - 1 WHERE link_id = $1 RETURNING failures")
+            query("UPDATE record_shares SET failures = failures - 1 WHERE link_id = $1 RETURNING failures")
                 .bind(link_id)
         } else {
-            sqlx::query(
+            query(
                 "UPDATE record_shares SET disabled = CASE WHEN failures >= $2 THEN COALESCE(disabled, $3) \
                  ELSE disabled END WHERE link_id = $1 RETURNING failures",
             )
@@ -404,20 +403,20 @@ impl SqlStore {
     }
 
     pub(super) async fn disable_share_row(&self, id: &str, patient: &str, now: i64) -> Result<()> {
-        let mut tx = self.write.begin_with(self.begin).await?;
+        let mut tx = self.write.begin(self.begin).await?;
         let disabled =
-            sqlx::query("UPDATE record_shares SET disabled = COALESCE(disabled, $3) WHERE id = $1 AND patient = $2")
+            query("UPDATE record_shares SET disabled = COALESCE(disabled, $3) WHERE id = $1 AND patient = $2")
                 .bind(id)
                 .bind(patient)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?
                 .rows_affected();
         if disabled == 1 {
             // Its letter, if still waiting (a letter being handed to the mail server right now may still go).
-            sqlx::query("DELETE FROM outbox WHERE id = $1")
+            query("DELETE FROM outbox WHERE id = $1")
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         tx.commit().await?;
@@ -425,7 +424,7 @@ impl SqlStore {
     }
 
     pub(super) async fn open_record_row(&self, hash: &str, patient: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE sessions SET patient = $2 WHERE hash = $1")
+        query("UPDATE sessions SET patient = $2 WHERE hash = $1")
             .bind(hash)
             .bind(patient)
             .execute(&self.write)
@@ -434,7 +433,7 @@ impl SqlStore {
     }
 
     pub(super) async fn insert_proxy_grant(&self, g: &ProxyGrantRow) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO proxy_grants (related_person, patient, account_id, birth_date, patient_name, created, accepted, revoked) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -454,12 +453,12 @@ impl SqlStore {
     /// Grants given by a patient (`by_patient`) or held by an account, oldest first.
     pub(super) async fn proxy_grant_rows(&self, by_patient: bool, key: &str) -> Result<Vec<ProxyGrantRow>> {
         let query = if by_patient {
-            sqlx::query(
+            query(
                 "SELECT related_person, patient, account_id, birth_date, patient_name, created, accepted, revoked \
                  FROM proxy_grants WHERE patient = $1 ORDER BY created, related_person",
             )
         } else {
-            sqlx::query(
+            query(
                 "SELECT related_person, patient, account_id, birth_date, patient_name, created, accepted, revoked \
                  FROM proxy_grants WHERE account_id = $1 ORDER BY created, related_person",
             )
@@ -469,7 +468,7 @@ impl SqlStore {
     }
 
     pub(super) async fn proxy_grant_row(&self, related_person: &str) -> Result<Option<ProxyGrantRow>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT related_person, patient, account_id, birth_date, patient_name, created, accepted, revoked \
              FROM proxy_grants WHERE related_person = $1",
         )
@@ -485,7 +484,7 @@ impl SqlStore {
         birth_date: &str,
         now: i64,
     ) -> Result<Vec<ProxyGrantRow>> {
-        let rows = sqlx::query(
+        let rows = query(
             "UPDATE proxy_grants SET accepted = $3 WHERE account_id = $1 AND birth_date = $2 \
              AND accepted IS NULL AND revoked IS NULL \
              RETURNING related_person, patient, account_id, birth_date, patient_name, created, accepted, revoked",
@@ -499,7 +498,7 @@ impl SqlStore {
     }
 
     pub(super) async fn revoke_proxy_grant_row(&self, related_person: &str, now: i64) -> Result<()> {
-        let mut tx = self.write.begin_with(self.begin).await?;
+        let mut tx = self.write.begin(self.begin).await?;
         end_proxy_grant(&mut tx, related_person, now).await?;
         tx.commit().await?;
         Ok(())
@@ -518,7 +517,7 @@ impl SqlStore {
     }
 
     pub(super) async fn throttle_row(&self, key: &str) -> Result<Option<ThrottleRow>> {
-        let row = sqlx::query("SELECT key, failures, first_failure, locked_until FROM throttle WHERE key = $1")
+        let row = query("SELECT key, failures, first_failure, locked_until FROM throttle WHERE key = $1")
             .bind(key)
             .fetch_optional(&self.read)
             .await?;
@@ -534,7 +533,7 @@ impl SqlStore {
     }
 
     pub(super) async fn save_throttle_row(&self, t: &ThrottleRow) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO throttle (key, failures, first_failure, locked_until) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (key) DO UPDATE SET failures = $2, first_failure = $3, locked_until = $4",
         )
@@ -554,9 +553,9 @@ impl SqlStore {
     /// Claims each due mail with a compare-and-set on its `next_attempt`, so two senders (the server and a
     /// command line) never both take one, on either engine.
     pub(super) async fn claim_mail_rows(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<OutboxMail>> {
-        let due = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let due = query(&format!(
             "SELECT {MAIL_COLUMNS} FROM outbox WHERE next_attempt <= $1 ORDER BY next_attempt LIMIT $2"
-        )))
+        ))
         .bind(now)
         .bind(limit)
         .fetch_all(&self.write)
@@ -564,7 +563,7 @@ impl SqlStore {
         let mut claimed = Vec::with_capacity(due.len());
         for row in &due {
             let m = mail(row)?;
-            let taken = sqlx::query(
+            let taken = query(
                 "UPDATE outbox SET next_attempt = $3, attempts = attempts + 1 WHERE id = $1 AND next_attempt = $2",
             )
             .bind(m.id.as_str())
@@ -584,7 +583,7 @@ impl SqlStore {
     }
 
     pub(super) async fn mail_failed_row(&self, id: &str, next_attempt: i64, error: &str) -> Result<()> {
-        sqlx::query("UPDATE outbox SET next_attempt = $2, last_error = $3 WHERE id = $1")
+        query("UPDATE outbox SET next_attempt = $2, last_error = $3 WHERE id = $1")
             .bind(id)
             .bind(next_attempt)
             .bind(error)
@@ -599,18 +598,18 @@ impl SqlStore {
         throttles_before: i64,
         tokens_before: i64,
     ) -> Result<()> {
-        let mut tx = self.write.begin_with(self.begin).await?;
-        sqlx::query("DELETE FROM sessions WHERE last_seen < $1")
+        let mut tx = self.write.begin(self.begin).await?;
+        query("DELETE FROM sessions WHERE last_seen < $1")
             .bind(sessions_before)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-        sqlx::query("DELETE FROM throttle WHERE locked_until < $1 AND first_failure < $1")
+        query("DELETE FROM throttle WHERE locked_until < $1 AND first_failure < $1")
             .bind(throttles_before)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-        sqlx::query("DELETE FROM account_tokens WHERE expires < $1")
+        query("DELETE FROM account_tokens WHERE expires < $1")
             .bind(tokens_before)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(())
@@ -618,27 +617,27 @@ impl SqlStore {
 }
 
 /// Ends the portal access granted through `related_person`, with the sessions and app tokens that used it.
-pub(super) async fn end_proxy_grant(tx: &mut sqlx::Transaction<'_, Any>, related_person: &str, now: i64) -> Result<()> {
-    let row = sqlx::query(
+pub(super) async fn end_proxy_grant(tx: &mut Tx, related_person: &str, now: i64) -> Result<()> {
+    let row = query(
         "UPDATE proxy_grants SET revoked = COALESCE(revoked, $2) WHERE related_person = $1 \
          RETURNING account_id, patient",
     )
     .bind(related_person)
     .bind(now)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     if let Some(row) = row {
         let (account_id, patient): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND patient = $2")
+        query("DELETE FROM sessions WHERE account_id = $1 AND patient = $2")
             .bind(account_id.as_str())
             .bind(patient.as_str())
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE oauth_tokens SET revoked = $3 WHERE account_id = $1 AND patient = $2 AND revoked IS NULL")
+        query("UPDATE oauth_tokens SET revoked = $3 WHERE account_id = $1 AND patient = $2 AND revoked IS NULL")
             .bind(account_id.as_str())
             .bind(patient.as_str())
             .bind(now)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     Ok(())

@@ -1,26 +1,15 @@
 //! SQL text and binds, built together: the search conditions, grant filters and ordering both engines run.
 
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query as SqlQuery;
-use sqlx::{Any, AnyPool, Row as _};
-
+use super::db::{Db, DbRow, Stmt};
 use crate::access::Grant;
 use crate::error::Result;
 use crate::store::{Clause, Condition, Prefix, Query, Row, SortKey};
 
-/// A value bound to a placeholder.
-#[derive(Debug, Clone)]
-pub(super) enum Bind {
-    Int(i64),
-    Float(f64),
-    Text(String),
-    OptText(Option<String>),
-}
+pub(super) use super::db::Bind;
 
 /// Builds SQL text and its binds together so placeholders are always numbered right.
 pub(super) struct Sql {
-    text: String,
-    binds: Vec<Bind>,
+    query: Stmt,
     /// SQLite gets anonymous `?` placeholders: it looks numbered and named ones up in a list, linearly, at parse
     /// and at every bind, which made a 1,000-value insert cost a million comparisons (binds come in text order,
     /// so `?` means the same).
@@ -30,24 +19,23 @@ pub(super) struct Sql {
 impl Sql {
     pub(super) fn new(engine: &str) -> Sql {
         Sql {
-            text: String::new(),
-            binds: Vec::new(),
+            query: Stmt::new(String::new(), Vec::new()),
             anonymous: engine == "sqlite",
         }
     }
 
     pub(super) fn push(&mut self, text: &str) -> &mut Self {
-        self.text.push_str(text);
+        self.query.text.push_str(text);
         self
     }
 
     pub(super) fn bind(&mut self, value: Bind) -> &mut Self {
-        self.binds.push(value);
+        self.query.binds.push(value);
         if self.anonymous {
-            self.text.push('?');
+            self.query.text.push('?');
         } else {
-            self.text.push('$');
-            self.text.push_str(&self.binds.len().to_string());
+            self.query.text.push('$');
+            self.query.text.push_str(&self.query.binds.len().to_string());
         }
         self
     }
@@ -87,18 +75,15 @@ impl Sql {
         self.push(")")
     }
 
-    pub(super) fn query(&self) -> SqlQuery<'_, Any, AnyArguments> {
-        // The text is built only from our own fragments; every value is a bind.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.text.as_str()));
-        for b in &self.binds {
-            q = match b {
-                Bind::Int(v) => q.bind(*v),
-                Bind::Float(v) => q.bind(*v),
-                Bind::Text(v) => q.bind(v.as_str()),
-                Bind::OptText(v) => q.bind(v.as_deref()),
-            };
-        }
-        q
+    /// The statement to run (built anew: the text and binds are copied, a small cost next to running it).
+    pub(super) fn query(&self) -> &Stmt {
+        &self.query
+    }
+
+    /// Whether the prepared statement is kept for the next run of the same text (true unless said otherwise).
+    pub(super) fn persistent(&mut self, keep: bool) -> &mut Self {
+        self.query.persistent = keep;
+        self
     }
 }
 
@@ -109,7 +94,7 @@ pub(super) const ROW_COLUMNS: &str = "r.rtype, r.id, r.version, r.last_updated, 
 /// [`ROW_COLUMNS`] of an earlier version, from `resource_history h` joined to its resource `r`.
 pub(super) const HISTORY_COLUMNS: &str = "r.rtype, r.id, h.version, h.last_updated, h.body, CAST(NULL AS TEXT)";
 
-pub(super) fn to_row(row: &AnyRow) -> Result<Row> {
+pub(super) fn to_row(row: &DbRow) -> Result<Row> {
     Ok(Row {
         rtype: row.try_get(0)?,
         id: row.try_get(1)?,
@@ -117,7 +102,7 @@ pub(super) fn to_row(row: &AnyRow) -> Result<Row> {
         last_updated: row.try_get(3)?,
         body: row.try_get(4)?,
         owners: row
-            .try_get::<Option<String>, _>(5)?
+            .try_get::<Option<String>>(5)?
             .map(|o| o.split_whitespace().map(str::to_owned).collect()),
     })
 }
@@ -409,15 +394,15 @@ pub(super) fn order_by(sql: &mut Sql, query: &Query) {
     sql.push("r.rid");
 }
 
-pub(super) async fn fetch_rows(pool: &AnyPool, sql: &Sql) -> Result<Vec<Row>> {
-    let rows = sql.query().fetch_all(pool).await?;
+pub(super) async fn fetch_rows(db: &Db, sql: &Sql) -> Result<Vec<Row>> {
+    let rows = sql.query().fetch_all(db).await?;
     rows.iter().map(to_row).collect()
 }
 
-pub(super) async fn fetch_optional_row(pool: &AnyPool, sql: &Sql) -> Result<Option<Row>> {
-    sql.query().fetch_optional(pool).await?.as_ref().map(to_row).transpose()
+pub(super) async fn fetch_optional_row(db: &Db, sql: &Sql) -> Result<Option<Row>> {
+    sql.query().fetch_optional(db).await?.as_ref().map(to_row).transpose()
 }
 
-pub(super) async fn fetch_count(pool: &AnyPool, sql: &Sql) -> Result<i64> {
-    Ok(sql.query().fetch_one(pool).await?.try_get(0)?)
+pub(super) async fn fetch_count(db: &Db, sql: &Sql) -> Result<i64> {
+    sql.query().fetch_one(db).await?.try_get(0)
 }

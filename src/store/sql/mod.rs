@@ -1,11 +1,13 @@
-//! The [`Store`] on sqlx's `Any` driver: the SQL is written once, with `$n` placeholders both engines accept;
-//! what differs (connection setup, the single SQLite writer, migrations) is decided here in [`connect`].
+//! The [`Store`] on SQL: the SQL is written once, with `$n` placeholders both engines accept, and run through
+//! [`db`] (rusqlite for SQLite, sqlx for PostgreSQL); what differs (connection setup, the single SQLite writer,
+//! migrations) is decided here in [`connect`].
 
 use std::path::Path;
 use std::sync::Arc;
 
 mod accounts;
 mod build;
+mod db;
 mod oauth;
 mod write;
 
@@ -15,8 +17,11 @@ use self::build::{
 };
 
 use async_trait::async_trait;
-use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor, Row as _};
+use rusqlite::OpenFlags;
+use sqlx::Executor as _;
+use sqlx::postgres::PgPoolOptions;
+
+use self::db::{Db, query};
 
 use super::accounts::{
     Account, AccountToken, OutboxMail, ProxyGrantRow, Redeem, SessionRow, ShareLink, ShareRow, ThrottleRow,
@@ -32,9 +37,8 @@ use crate::error::{Error, Result};
 
 /// Opens (creating where needed) the database at `url`, runs the engine's migrations and returns the store.
 pub async fn connect(url: &str) -> Result<SharedStore> {
-    sqlx::any::install_default_drivers();
     let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let pool = AnyPoolOptions::new()
+        let pool = PgPoolOptions::new()
             .max_connections(16)
             .test_before_acquire(false)
             .before_acquire(check_if_idle)
@@ -48,8 +52,8 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
         SqlStore {
             engine: "postgres",
             begin: "BEGIN",
-            read: pool.clone(),
-            write: pool,
+            read: Db::Postgres(pool.clone()),
+            write: Db::Postgres(pool),
             journal: None,
             _lock: None,
         }
@@ -60,33 +64,14 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
         let lock = lock_file(path)?;
         lock.try_lock_shared()
             .map_err(|_| Error::Conflict(format!("{path} is being restored; try again when it is done")))?;
-        let url = format!("sqlite://{path}?mode=rwc");
-        // One writer connection: SQLite allows one writer at a time and queueing in the pool is cheaper and
-        // fairer than lock retries.
-        // A SQLite connection lives in this process and cannot go stale: no liveness check when it is taken
-        // from the pool (the check is a round trip to the connection's thread, one per statement).
-        let write = AnyPoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .after_connect(sqlite_setup)
-            .connect(&url)
-            .await?;
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&write).await?;
-        sqlx::migrate!("src/store/sqlite/migrations")
-            .run(&write)
-            .await
-            .map_err(migrate_error)?;
-        let read = AnyPoolOptions::new()
-            .max_connections(8)
-            .test_before_acquire(false)
-            .after_connect(sqlite_setup)
-            .connect(&url)
-            .await?;
+        let writer = db::open_sqlite(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        writer.execute_batch("PRAGMA journal_mode = WAL")?;
+        migrate_sqlite(&writer)?;
         SqlStore {
             engine: "sqlite",
             begin: "BEGIN IMMEDIATE",
-            read,
-            write,
+            read: Db::SqliteRead(Arc::new(db::Readers::new(path))),
+            write: Db::SqliteWrite(Arc::new(tokio::sync::Mutex::new(writer))),
             journal: Some(format!("{path}-audit").into()),
             _lock: Some(lock),
         }
@@ -99,10 +84,59 @@ pub async fn connect(url: &str) -> Result<SharedStore> {
     Ok(Arc::new(store))
 }
 
+/// SQLite's migrations, applied the way sqlx applies PostgreSQL's (and recorded in the same table, so a
+/// database made by an earlier CareSpace, which ran them through sqlx, carries on): each in a transaction, and
+/// one that was applied must not have changed since.
+fn migrate_sqlite(conn: &rusqlite::Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+         checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
+    )?;
+    let applied: Vec<(i64, bool, Vec<u8>)> = conn
+        .prepare("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let failed = |why: String| Error::Store(format!("migration failed: {why}"));
+    for migration in SQLITE_MIGRATIONS.iter().filter(|m| m.migration_type.is_up_migration()) {
+        match applied.iter().find(|(version, ..)| *version == migration.version) {
+            Some((version, false, _)) => return Err(failed(format!("migration {version} was left partly applied"))),
+            Some((version, true, checksum)) if checksum[..] != migration.checksum[..] => {
+                return Err(failed(format!("migration {version} was changed after it was applied")));
+            }
+            Some(_) => {}
+            None => {
+                let started = std::time::Instant::now();
+                conn.execute_batch(&format!("BEGIN IMMEDIATE; {}", migration.sql.as_str()))
+                    .and_then(|()| {
+                        conn.execute(
+                            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                             VALUES (?1, ?2, TRUE, ?3, ?4)",
+                            rusqlite::params![
+                                migration.version,
+                                migration.description.as_ref(),
+                                migration.checksum.as_ref(),
+                                i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX),
+                            ],
+                        )?;
+                        conn.execute_batch("COMMIT")
+                    })
+                    .map_err(|e| {
+                        let _ = conn.execute_batch("ROLLBACK"); // nothing to undo when BEGIN itself failed
+                        failed(format!("{} {}: {e}", migration.version, migration.description))
+                    })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/sqlite/migrations");
+
 /// Checks a PostgreSQL connection taken from the pool only when it has been idle a while (the database may
 /// have restarted or dropped it since): checking every time cost a round trip per statement.
 fn check_if_idle(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut sqlx::PgConnection,
     meta: sqlx::pool::PoolConnectionMetadata,
 ) -> futures_core::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
     Box::pin(async move {
@@ -117,7 +151,7 @@ fn check_if_idle(
 /// a bulk load the planner's estimates pass the JIT threshold, so each lookup compiled for 100 ms (the
 /// generator fell from ~1,500 to ~50 resources/s past a million resources, docs/benchmarks.md).
 fn postgres_setup(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut sqlx::PgConnection,
     _meta: sqlx::pool::PoolConnectionMetadata,
 ) -> futures_core::future::BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
@@ -125,23 +159,6 @@ fn postgres_setup(
         if let Err(e) = conn.execute("SET jit = off").await {
             tracing::debug!(error = %e, "jit setting not applied");
         }
-        Ok(())
-    })
-}
-
-/// Per-connection SQLite settings. WAL lets readers run beside the one writer; synchronous=NORMAL in WAL keeps
-/// every commit across a process crash (kill -9), only an OS crash can lose the last transactions.
-fn sqlite_setup(
-    conn: &mut sqlx::AnyConnection,
-    _meta: sqlx::pool::PoolConnectionMetadata,
-) -> futures_core::future::BoxFuture<'_, Result<(), sqlx::Error>> {
-    Box::pin(async move {
-        conn.execute("PRAGMA busy_timeout = 10000").await?;
-        conn.execute("PRAGMA synchronous = NORMAL").await?;
-        conn.execute("PRAGMA foreign_keys = ON").await?;
-        // Every commit (audit records included) empties the other connections' page caches; mapped pages are
-        // re-read from the OS cache without a copy.
-        conn.execute("PRAGMA mmap_size = 1073741824").await?;
         Ok(())
     })
 }
@@ -166,7 +183,6 @@ fn lock_file(db: &str) -> Result<std::fs::File> {
 /// Replaces the SQLite database at `url` with a backup made by [`Store::backup`]. Refuses while any process
 /// uses the database, and refuses files that are not a CareSpace database of this or an older version.
 pub async fn restore(url: &str, backup: &Path) -> Result<()> {
-    sqlx::any::install_default_drivers();
     let Some(path) = sqlite_path(url) else {
         return Err(Error::NotSupported(
             "restore is for the SQLite default; restore PostgreSQL with pg_restore".into(),
@@ -201,22 +217,15 @@ async fn check_backup(backup: &Path) -> Result<()> {
     if !backup.is_file() {
         return Err(not_ours("no such file".into()));
     }
-    let pool = AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("sqlite://{}?mode=ro", backup.display()))
-        .await
+    let conn = db::open_sqlite(&backup.display().to_string(), OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| not_ours(e.to_string()))?;
-    let newest: i64 = sqlx::query("SELECT MAX(version) FROM _sqlx_migrations")
-        .fetch_one(&pool)
-        .await
-        .and_then(|r| r.try_get(0))
+    let newest: i64 = conn
+        .query_row("SELECT MAX(version) FROM _sqlx_migrations", [], |r| r.get(0))
         .map_err(|e| not_ours(e.to_string()))?;
-    sqlx::query("SELECT COUNT(*) FROM resources")
-        .fetch_one(&pool)
-        .await
+    conn.query_row("SELECT COUNT(*) FROM resources", [], |r| r.get::<_, i64>(0))
         .map_err(|e| not_ours(e.to_string()))?;
-    pool.close().await;
-    let known = sqlx::migrate!("src/store/sqlite/migrations")
+    drop(conn);
+    let known = SQLITE_MIGRATIONS
         .iter()
         .map(|m| m.version)
         .max()
@@ -235,8 +244,8 @@ fn migrate_error(err: sqlx::migrate::MigrateError) -> Error {
 
 struct SqlStore {
     engine: &'static str,
-    read: AnyPool,
-    write: AnyPool,
+    read: Db,
+    write: Db,
     /// How a write transaction starts: SQLite takes the write lock at once (`IMMEDIATE`), so a transaction
     /// that read first never fails to upgrade when another process wrote in between.
     begin: &'static str,
@@ -269,36 +278,35 @@ impl Store for SqlStore {
             )));
         }
         // VACUUM INTO writes a consistent, compact copy while the server keeps serving.
-        sqlx::query("VACUUM INTO $1")
-            .bind(to.display().to_string())
-            .execute(&self.read)
-            .await?;
-        Ok(())
+        let to = to.display().to_string();
+        self.read
+            .blocking(move |conn| Ok(conn.execute("VACUUM INTO ?1", [to]).map(drop)?))
+            .await
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        query("SELECT 1").execute(&self.read).await?;
         Ok(())
     }
 
     async fn analyze(&self) -> Result<()> {
         if self.engine == "postgres" {
-            sqlx::query("ANALYZE").execute(&self.write).await?;
+            query("ANALYZE").execute(&self.write).await?;
         }
         Ok(())
     }
 
     async fn shared_secret(&self, name: &str, make: MakeSecret, now: i64) -> Result<String> {
         let stored = |pool| async move {
-            sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
+            query("SELECT value FROM server_secrets WHERE name = $1")
                 .bind(name)
                 .fetch_optional(pool)
                 .await
         };
         if let Some(row) = stored(&self.write).await? {
-            return Ok(row.try_get("value")?);
+            return row.try_get(0);
         }
-        sqlx::query(
+        query(
             "INSERT INTO server_secrets (name, value, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
@@ -309,7 +317,7 @@ impl Store for SqlStore {
         let row = stored(&self.write)
             .await?
             .ok_or_else(|| Error::Store(format!("secret {name} vanished")))?;
-        Ok(row.try_get("value")?)
+        Ok(row.try_get(0)?)
     }
 
     async fn head(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Head>> {
@@ -333,7 +341,7 @@ impl Store for SqlStore {
                 let (all, mine): (i64, i64) = (r.try_get(2)?, r.try_get(3)?);
                 Ok(Head {
                     version: r.try_get(0)?,
-                    deleted: r.try_get::<i64, _>(1)? != 0,
+                    deleted: r.try_get::<i64>(1)? != 0,
                     visible: grant.patients().is_none() || (all > 0 && mine > 0),
                 })
             })

@@ -1,9 +1,8 @@
 //! SQL for the OAuth tables.
 
-use sqlx::Row as _;
-use sqlx::any::AnyRow;
 
 use super::SqlStore;
+use super::db::{DbRow, query};
 use crate::error::Result;
 use crate::store::oauth::{ClientRow, CodeRow, ConnectedApp, LaunchRow, TokenRow};
 
@@ -11,7 +10,7 @@ const CLIENT_COLUMNS: &str = "id, name, kind, secret_hash, jwks, jwks_url, redir
 const CODE_COLUMNS: &str = "hash, client_id, account_id, patient, scope, redirect_uri, code_challenge, nonce, grant_id, created, expires, used";
 const TOKEN_COLUMNS: &str = "hash, kind, client_id, account_id, patient, scope, grant_id, created, expires, revoked";
 
-fn client(r: &AnyRow) -> Result<ClientRow> {
+fn client(r: &DbRow) -> Result<ClientRow> {
     let uris: String = r.try_get(6)?;
     Ok(ClientRow {
         id: r.try_get(0)?,
@@ -27,7 +26,7 @@ fn client(r: &AnyRow) -> Result<ClientRow> {
     })
 }
 
-fn code(r: &AnyRow) -> Result<CodeRow> {
+fn code(r: &DbRow) -> Result<CodeRow> {
     Ok(CodeRow {
         hash: r.try_get(0)?,
         client_id: r.try_get(1)?,
@@ -44,7 +43,7 @@ fn code(r: &AnyRow) -> Result<CodeRow> {
     })
 }
 
-fn token(r: &AnyRow) -> Result<TokenRow> {
+fn token(r: &DbRow) -> Result<TokenRow> {
     Ok(TokenRow {
         hash: r.try_get(0)?,
         kind: r.try_get(1)?,
@@ -61,7 +60,7 @@ fn token(r: &AnyRow) -> Result<TokenRow> {
 
 impl SqlStore {
     pub(super) async fn save_client_row(&self, c: &ClientRow) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO oauth_clients (id, name, kind, secret_hash, jwks, jwks_url, redirect_uris, launch_url, scope, created) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
@@ -81,9 +80,9 @@ impl SqlStore {
     }
 
     pub(super) async fn client_row(&self, id: &str) -> Result<Option<ClientRow>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        query(&format!(
             "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1"
-        )))
+        ))
         .bind(id)
         .fetch_optional(&self.read)
         .await?
@@ -93,7 +92,7 @@ impl SqlStore {
     }
 
     pub(super) async fn save_code_row(&self, c: &CodeRow) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO oauth_codes (hash, client_id, account_id, patient, scope, redirect_uri, code_challenge, nonce, \
              grant_id, created, expires) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
@@ -115,21 +114,21 @@ impl SqlStore {
 
     /// Marks the code used and returns it as it was before (so `used` tells a replay).
     pub(super) async fn take_code_row(&self, hash: &str, now: i64) -> Result<Option<CodeRow>> {
-        let mut tx = self.write.begin_with(self.begin).await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let mut tx = self.write.begin(self.begin).await?;
+        let row = query(&format!(
             "SELECT {CODE_COLUMNS} FROM oauth_codes WHERE hash = $1"
-        )))
+        ))
         .bind(hash)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?
         .as_ref()
         .map(code)
         .transpose()?;
         if row.as_ref().is_some_and(|c| c.used.is_none()) {
-            sqlx::query("UPDATE oauth_codes SET used = $2 WHERE hash = $1")
+            query("UPDATE oauth_codes SET used = $2 WHERE hash = $1")
                 .bind(hash)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         tx.commit().await?;
@@ -137,9 +136,9 @@ impl SqlStore {
     }
 
     pub(super) async fn save_tokens_rows(&self, tokens: &[TokenRow]) -> Result<()> {
-        let mut tx = self.write.begin_with(self.begin).await?;
+        let mut tx = self.write.begin(self.begin).await?;
         for t in tokens {
-            sqlx::query(
+            query(
                 "INSERT INTO oauth_tokens (hash, kind, client_id, account_id, patient, scope, grant_id, created, expires) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
@@ -152,7 +151,7 @@ impl SqlStore {
             .bind(t.grant_id.as_str())
             .bind(t.created)
             .bind(t.expires)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         tx.commit().await?;
@@ -160,9 +159,9 @@ impl SqlStore {
     }
 
     pub(super) async fn token_row_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM oauth_tokens WHERE hash = $1"
-        )))
+        ))
         .bind(hash)
         .fetch_optional(&self.read)
         .await?
@@ -179,7 +178,7 @@ impl SqlStore {
         } else {
             "UPDATE oauth_tokens SET revoked = $2 WHERE revoked IS NULL AND hash = $1"
         };
-        Ok(sqlx::query(sql)
+        Ok(query(sql)
             .bind(hash)
             .bind(now)
             .execute(&self.write)
@@ -188,7 +187,7 @@ impl SqlStore {
     }
 
     pub(super) async fn revoke_grant_rows(&self, grant_id: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE oauth_tokens SET revoked = $2 WHERE revoked IS NULL AND grant_id = $1")
+        query("UPDATE oauth_tokens SET revoked = $2 WHERE revoked IS NULL AND grant_id = $1")
             .bind(grant_id)
             .bind(now)
             .execute(&self.write)
@@ -198,18 +197,18 @@ impl SqlStore {
 
     /// Records a client assertion's `jti`; `false` when it was seen before (a replay).
     pub(super) async fn first_jti_row(&self, client_id: &str, jti: &str, expires: i64, now: i64) -> Result<bool> {
-        let mut tx = self.write.begin_with(self.begin).await?;
-        sqlx::query("DELETE FROM oauth_jti WHERE expires < $1")
+        let mut tx = self.write.begin(self.begin).await?;
+        query("DELETE FROM oauth_jti WHERE expires < $1")
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-        let inserted = sqlx::query(
+        let inserted = query(
             "INSERT INTO oauth_jti (client_id, jti, expires) VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING",
         )
         .bind(client_id)
         .bind(jti)
         .bind(expires)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         tx.commit().await?;
@@ -217,7 +216,7 @@ impl SqlStore {
     }
 
     pub(super) async fn connected_app_rows(&self, account_id: &str, now: i64) -> Result<Vec<ConnectedApp>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT t.client_id, c.name, t.scope, t.created FROM oauth_tokens t JOIN oauth_clients c ON c.id = t.client_id \
              WHERE t.account_id = $1 AND t.revoked IS NULL AND t.expires > $2 ORDER BY t.client_id, t.created",
         )
@@ -243,7 +242,7 @@ impl SqlStore {
     }
 
     pub(super) async fn revoke_app_rows(&self, account_id: &str, client_id: &str, now: i64) -> Result<()> {
-        sqlx::query(
+        query(
             "UPDATE oauth_tokens SET revoked = $3 WHERE account_id = $1 AND client_id = $2 AND revoked IS NULL",
         )
         .bind(account_id)
@@ -255,9 +254,9 @@ impl SqlStore {
     }
 
     pub(super) async fn launchable_client_rows(&self) -> Result<Vec<ClientRow>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        query(&format!(
             "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE launch_url IS NOT NULL ORDER BY name"
-        )))
+        ))
         .fetch_all(&self.read)
         .await?
         .iter()
@@ -266,7 +265,7 @@ impl SqlStore {
     }
 
     pub(super) async fn save_launch_row(&self, l: &LaunchRow) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO oauth_launches (hash, client_id, account_id, patient, created, expires) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(l.hash.as_str())
@@ -281,7 +280,7 @@ impl SqlStore {
     }
 
     pub(super) async fn launch_row(&self, hash: &str) -> Result<Option<LaunchRow>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT hash, client_id, account_id, patient, created, expires FROM oauth_launches WHERE hash = $1",
         )
         .bind(hash)

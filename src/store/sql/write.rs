@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use sqlx::{Any, Row as _};
 
 use super::SqlStore;
+use super::db::{Tx, query};
 use super::build::{Bind, Sql};
 use crate::access::Grant;
 use crate::error::{Error, Result};
@@ -24,7 +24,7 @@ impl SqlStore {
     }
 
     pub(super) async fn write_tx(&self, grant: &Grant, writes: Vec<VersionWrite>) -> Result<()> {
-        let mut tx = self.write.begin_with(self.begin).await?;
+        let mut tx = self.write.begin(self.begin).await?;
         let mut index_rows: Vec<(i64, &str, &str, &IndexEntry)> = Vec::new();
         let mut compartment_rows: Vec<(&str, &str, i64)> = Vec::new();
         let created = self.insert_creations(&mut tx, &writes).await?;
@@ -32,10 +32,10 @@ impl SqlStore {
             let existing = match w.prev_version {
                 None => None,
                 Some(_) => {
-                    sqlx::query("SELECT rid, version FROM resources WHERE rtype = $1 AND id = $2")
+                    query("SELECT rid, version FROM resources WHERE rtype = $1 AND id = $2")
                         .bind(w.rtype.as_str())
                         .bind(w.id.as_str())
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut tx)
                         .await?
                 }
             };
@@ -44,7 +44,7 @@ impl SqlStore {
                 (None, None) => *created
                     .get(&(w.rtype.as_str(), w.id.as_str()))
                     .ok_or_else(|| conflict(w))?,
-                (Some(row), Some(prev)) if row.try_get::<i64, _>(1)? == prev => {
+                (Some(row), Some(prev)) if row.try_get::<i64>(1)? == prev => {
                     let rid: i64 = row.try_get(0)?;
                     // A limited grant may change only what lies wholly within its patients' compartments (a
                     // message shared by two patients is neither one's to rewrite).
@@ -53,28 +53,28 @@ impl SqlStore {
                         sql.push("SELECT COALESCE(SUM(CASE WHEN patient IN ").list(patients);
                         sql.push(" THEN 1 ELSE 0 END), 0), COUNT(*) FROM compartments WHERE rid = ")
                             .int(rid);
-                        let row = sql.query().fetch_one(&mut *tx).await?;
+                        let row = sql.query().fetch_one(&mut tx).await?;
                         let (mine, all): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
                         if all == 0 || mine != all {
                             return Err(Error::NotFound(format!("{}/{}", w.rtype, w.id)));
                         }
                     }
-                    sqlx::query(
+                    query(
                         "INSERT INTO resource_history (rid, version, last_updated, deleted, body) \
                          SELECT rid, version, last_updated, deleted, body FROM resources WHERE rid = $1",
                     )
                     .bind(rid)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
-                    sqlx::query(
+                    query(
                         "INSERT INTO history_compartments (rid, version, patient) \
                          SELECT rid, $2, patient FROM compartments WHERE rid = $1",
                     )
                     .bind(rid)
                     .bind(prev)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
-                    let updated = sqlx::query(
+                    let updated = query(
                         "UPDATE resources SET version = $1, last_updated = $2, deleted = $3, body = $4 \
                          WHERE rid = $5 AND version = $6",
                     )
@@ -84,22 +84,22 @@ impl SqlStore {
                     .bind(w.body.as_deref())
                     .bind(rid)
                     .bind(prev)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
                     if updated.rows_affected() != 1 {
                         return Err(conflict(w));
                     }
                     for table in INDEX_TABLES {
-                        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE rid = $1")))
+                        query(&format!("DELETE FROM {table} WHERE rid = $1"))
                             .bind(rid)
-                            .execute(&mut *tx)
+                            .execute(&mut tx)
                             .await?;
                     }
                     // A deletion keeps the compartments so the history stays reachable to the same patients.
                     if w.body.is_some() {
-                        sqlx::query("DELETE FROM compartments WHERE rid = $1")
+                        query("DELETE FROM compartments WHERE rid = $1")
                             .bind(rid)
-                            .execute(&mut *tx)
+                            .execute(&mut tx)
                             .await?;
                     }
                     rid
@@ -139,9 +139,9 @@ impl SqlStore {
                 sql.push(")");
             }
             sql.push(" ON CONFLICT DO NOTHING");
-            sql.query()
-                .persistent(chunk.len() == COMPARTMENT_CHUNK)
-                .execute(&mut *tx)
+            sql.persistent(chunk.len() == COMPARTMENT_CHUNK)
+                .query()
+                .execute(&mut tx)
                 .await?;
         }
         insert_index(&mut tx, self.engine, &index_rows).await?;
@@ -156,7 +156,7 @@ impl SqlStore {
     /// insert refuses an id that exists, and that write is missing from the answer (a conflict).
     async fn insert_creations<'w>(
         &self,
-        tx: &mut sqlx::Transaction<'_, Any>,
+        tx: &mut Tx,
         writes: &'w [VersionWrite],
     ) -> Result<HashMap<(&'w str, &'w str), i64>> {
         let creations: Vec<&VersionWrite> = writes.iter().filter(|w| w.prev_version.is_none()).collect();
@@ -181,9 +181,9 @@ impl SqlStore {
             }
             sql.push(" ON CONFLICT (rtype, id) DO NOTHING RETURNING rid, rtype, id");
             let rows = sql
-                .query()
                 .persistent(chunk.len() == CREATION_CHUNK)
-                .fetch_all(&mut **tx)
+                .query()
+                .fetch_all(&mut *tx)
                 .await?;
             let mut returned: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
             for row in rows {
@@ -222,7 +222,7 @@ pub(super) fn conflict(w: &VersionWrite) -> Error {
 
 /// Multi-row inserts per index table, in chunks of [`INDEX_CHUNK`].
 pub(super) async fn insert_index(
-    tx: &mut sqlx::Transaction<'_, Any>,
+    tx: &mut Tx,
     engine: &str,
     rows: &[(i64, &str, &str, &IndexEntry)],
 ) -> Result<()> {
@@ -272,9 +272,9 @@ pub(super) async fn insert_index(
                 }
                 sql.push(")");
             }
-            sql.query()
-                .persistent(chunk.len() == INDEX_CHUNK)
-                .execute(&mut **tx)
+            sql.persistent(chunk.len() == INDEX_CHUNK)
+                .query()
+                .execute(&mut *tx)
                 .await?;
         }
     }
