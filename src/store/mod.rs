@@ -1,6 +1,6 @@
 //! Storage: the only place with SQL. One narrow [`Store`] trait over resources, their search index and
-//! compartment membership; one implementation on sqlx's `Any` driver with an engine-specific connection setup
-//! and migrations per engine (`sqlite/migrations`, `postgres/migrations`), picked once from the database URL.
+//! compartment membership; one implementation (rusqlite for SQLite, sqlx for PostgreSQL) with an engine-specific
+//! connection setup and migrations per engine (`sqlite/migrations`, `postgres/migrations`), picked once from the database URL.
 //! Everything that touches patient data takes an [`access::Grant`](crate::access::Grant), whose patient set
 //! is applied in the SQL itself, so paging and counts never see rows the caller may not.
 

@@ -1,9 +1,8 @@
 //! SQL for the application tables: accounts, single-use links, sessions, throttles and the outbox.
 
-
 use super::SqlStore;
-use super::db::{DbRow, On, Tx, query};
 use super::build::Sql;
+use super::db::{DbRow, On, Tx, query};
 use crate::error::{Error, Result};
 use crate::store::AccountKey;
 use crate::store::accounts::{
@@ -183,31 +182,27 @@ impl SqlStore {
         .bind(t.created)
         .execute(&mut tx)
         .await?;
-        query(
-            "INSERT INTO account_tokens (hash, account_id, purpose, created, expires) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(t.hash.as_str())
-        .bind(t.account_id.as_str())
-        .bind(t.purpose.as_str())
-        .bind(t.created)
-        .bind(t.expires)
-        .execute(&mut tx)
-        .await?;
+        query("INSERT INTO account_tokens (hash, account_id, purpose, created, expires) VALUES ($1, $2, $3, $4, $5)")
+            .bind(t.hash.as_str())
+            .bind(t.account_id.as_str())
+            .bind(t.purpose.as_str())
+            .bind(t.created)
+            .bind(t.expires)
+            .execute(&mut tx)
+            .await?;
         insert_mail(&mut tx, m).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub(super) async fn token_row(&self, hash: &str) -> Result<Option<AccountToken>> {
-        query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM account_tokens WHERE hash = $1"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.read)
-        .await?
-        .as_ref()
-        .map(token)
-        .transpose()
+        query(&format!("SELECT {TOKEN_COLUMNS} FROM account_tokens WHERE hash = $1"))
+            .bind(hash)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(token)
+            .transpose()
     }
 
     pub(super) async fn latest_token_row(

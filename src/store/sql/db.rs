@@ -340,7 +340,10 @@ impl Stmt {
         }
         Ok(match fetch {
             Fetch::Nothing => (Vec::new(), q.execute(on).await?.rows_affected()),
-            Fetch::First => (q.fetch_optional(on).await?.iter().map(pg_row).collect::<Result<_>>()?, 0),
+            Fetch::First => (
+                q.fetch_optional(on).await?.iter().map(pg_row).collect::<Result<_>>()?,
+                0,
+            ),
             Fetch::All => (q.fetch_all(on).await?.iter().map(pg_row).collect::<Result<_>>()?, 0),
         })
     }
@@ -364,7 +367,12 @@ fn pg_row(row: &PgRow) -> Result<DbRow> {
                 "FLOAT8" => Value::Real(row.try_get::<f64, _>(i)?),
                 "FLOAT4" => Value::Real(row.try_get::<f32, _>(i)?.into()),
                 "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => Value::Text(row.try_get::<String, _>(i)?),
-                other => return Err(Error::Store(format!("column {} has the unexpected type {other}", column.name()))),
+                other => {
+                    return Err(Error::Store(format!(
+                        "column {} has the unexpected type {other}",
+                        column.name()
+                    )));
+                }
             })
         })
         .collect::<Result<_>>()?;

@@ -225,11 +225,7 @@ async fn check_backup(backup: &Path) -> Result<()> {
     conn.query_row("SELECT COUNT(*) FROM resources", [], |r| r.get::<_, i64>(0))
         .map_err(|e| not_ours(e.to_string()))?;
     drop(conn);
-    let known = SQLITE_MIGRATIONS
-        .iter()
-        .map(|m| m.version)
-        .max()
-        .unwrap_or(0);
+    let known = SQLITE_MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
     if newest > known {
         return Err(not_ours(format!(
             "it was made by a newer CareSpace (schema {newest}, this one knows {known})"
@@ -306,14 +302,12 @@ impl Store for SqlStore {
         if let Some(row) = stored(&self.write).await? {
             return row.try_get(0);
         }
-        query(
-            "INSERT INTO server_secrets (name, value, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(make()?)
-        .bind(now)
-        .execute(&self.write)
-        .await?;
+        query("INSERT INTO server_secrets (name, value, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(make()?)
+            .bind(now)
+            .execute(&self.write)
+            .await?;
         let row = stored(&self.write)
             .await?
             .ok_or_else(|| Error::Store(format!("secret {name} vanished")))?;

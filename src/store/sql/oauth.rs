@@ -1,6 +1,5 @@
 //! SQL for the OAuth tables.
 
-
 use super::SqlStore;
 use super::db::{DbRow, query};
 use crate::error::Result;
@@ -80,15 +79,13 @@ impl SqlStore {
     }
 
     pub(super) async fn client_row(&self, id: &str) -> Result<Option<ClientRow>> {
-        query(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?
-        .as_ref()
-        .map(client)
-        .transpose()
+        query(&format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(client)
+            .transpose()
     }
 
     pub(super) async fn save_code_row(&self, c: &CodeRow) -> Result<()> {
@@ -115,15 +112,13 @@ impl SqlStore {
     /// Marks the code used and returns it as it was before (so `used` tells a replay).
     pub(super) async fn take_code_row(&self, hash: &str, now: i64) -> Result<Option<CodeRow>> {
         let mut tx = self.write.begin(self.begin).await?;
-        let row = query(&format!(
-            "SELECT {CODE_COLUMNS} FROM oauth_codes WHERE hash = $1"
-        ))
-        .bind(hash)
-        .fetch_optional(&mut tx)
-        .await?
-        .as_ref()
-        .map(code)
-        .transpose()?;
+        let row = query(&format!("SELECT {CODE_COLUMNS} FROM oauth_codes WHERE hash = $1"))
+            .bind(hash)
+            .fetch_optional(&mut tx)
+            .await?
+            .as_ref()
+            .map(code)
+            .transpose()?;
         if row.as_ref().is_some_and(|c| c.used.is_none()) {
             query("UPDATE oauth_codes SET used = $2 WHERE hash = $1")
                 .bind(hash)
@@ -159,15 +154,13 @@ impl SqlStore {
     }
 
     pub(super) async fn token_row_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
-        query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM oauth_tokens WHERE hash = $1"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.read)
-        .await?
-        .as_ref()
-        .map(token)
-        .transpose()
+        query(&format!("SELECT {TOKEN_COLUMNS} FROM oauth_tokens WHERE hash = $1"))
+            .bind(hash)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(token)
+            .transpose()
     }
 
     /// Revokes one token, or with `whole_grant` every token of its grant; returns how many changed.
@@ -242,14 +235,12 @@ impl SqlStore {
     }
 
     pub(super) async fn revoke_app_rows(&self, account_id: &str, client_id: &str, now: i64) -> Result<()> {
-        query(
-            "UPDATE oauth_tokens SET revoked = $3 WHERE account_id = $1 AND client_id = $2 AND revoked IS NULL",
-        )
-        .bind(account_id)
-        .bind(client_id)
-        .bind(now)
-        .execute(&self.write)
-        .await?;
+        query("UPDATE oauth_tokens SET revoked = $3 WHERE account_id = $1 AND client_id = $2 AND revoked IS NULL")
+            .bind(account_id)
+            .bind(client_id)
+            .bind(now)
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 
@@ -280,12 +271,11 @@ impl SqlStore {
     }
 
     pub(super) async fn launch_row(&self, hash: &str) -> Result<Option<LaunchRow>> {
-        let row = query(
-            "SELECT hash, client_id, account_id, patient, created, expires FROM oauth_launches WHERE hash = $1",
-        )
-        .bind(hash)
-        .fetch_optional(&self.read)
-        .await?;
+        let row =
+            query("SELECT hash, client_id, account_id, patient, created, expires FROM oauth_launches WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(&self.read)
+                .await?;
         row.map(|r| {
             Ok(LaunchRow {
                 hash: r.try_get(0)?,

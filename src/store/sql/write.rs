@@ -3,10 +3,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-
 use super::SqlStore;
-use super::db::{Tx, query};
 use super::build::{Bind, Sql};
+use super::db::{Tx, query};
 use crate::access::Grant;
 use crate::error::{Error, Result};
 use crate::store::{IndexEntry, IndexValue, VersionWrite};
@@ -221,11 +220,7 @@ pub(super) fn conflict(w: &VersionWrite) -> Error {
 }
 
 /// Multi-row inserts per index table, in chunks of [`INDEX_CHUNK`].
-pub(super) async fn insert_index(
-    tx: &mut Tx,
-    engine: &str,
-    rows: &[(i64, &str, &str, &IndexEntry)],
-) -> Result<()> {
+pub(super) async fn insert_index(tx: &mut Tx, engine: &str, rows: &[(i64, &str, &str, &IndexEntry)]) -> Result<()> {
     const COLUMNS: [(&str, &str); 5] = [
         ("search_token", "system, code"),
         ("search_string", "norm, exact"),
