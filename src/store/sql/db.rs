@@ -59,7 +59,7 @@ impl Db {
         match self {
             Db::SqliteWrite(writer) => {
                 let conn = writer.clone().lock_owned().await;
-                conn.execute_batch(begin)?;
+                busy(|| conn.execute_batch(begin))?;
                 Ok(Tx::Sqlite(SqliteTx { conn, open: true }))
             }
             Db::Postgres(pool) => Ok(Tx::Postgres(pool.begin_with(begin).await?)),
@@ -86,12 +86,24 @@ impl Tx {
     pub(super) async fn commit(self) -> Result<()> {
         match self {
             Tx::Sqlite(mut tx) => {
-                tx.conn.execute_batch("COMMIT")?;
+                busy(|| tx.conn.execute_batch("COMMIT"))?;
                 tx.open = false;
             }
             Tx::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
+    }
+}
+
+/// Runs a writer's statement. A write can wait: for the write lock while another process writes, and at a
+/// commit that checkpoints, for the disk. On a multi-threaded runtime the thread first hands its queued tasks to
+/// another, so they are not held up behind it (a read queued there went unanswered under load).
+fn busy<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -270,8 +282,11 @@ impl Stmt {
     async fn run(&self, on: On<'_>, fetch: Fetch) -> Result<(Vec<DbRow>, u64)> {
         match on {
             On::Db(Db::SqliteRead(readers)) => readers.with(|conn| self.run_sqlite(conn, fetch)),
-            On::Db(Db::SqliteWrite(writer)) => self.run_sqlite(&*writer.lock().await, fetch),
-            On::Tx(Tx::Sqlite(tx)) => self.run_sqlite(&tx.conn, fetch),
+            On::Db(Db::SqliteWrite(writer)) => {
+                let conn = writer.lock().await;
+                busy(|| self.run_sqlite(&conn, fetch))
+            }
+            On::Tx(Tx::Sqlite(tx)) => busy(|| self.run_sqlite(&tx.conn, fetch)),
             On::Db(Db::Postgres(pool)) => self.run_postgres(pool, fetch).await,
             On::Tx(Tx::Postgres(tx)) => self.run_postgres(&mut **tx, fetch).await,
         }
