@@ -67,7 +67,7 @@ impl Db {
         }
     }
 
-    /// Runs `f` on a connection of its own, on the blocking pool: for statements that may take seconds.
+    /// Runs `f` on a reader connection on the blocking pool: for statements that may take seconds.
     pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
