@@ -3,6 +3,79 @@ use serde_json::json;
 
 use crate::helpers::{engines, ids, spawn_app};
 
+/// One patient's search sorted by one date (walked on the date index): a resource ranks by its latest end
+/// descending and its earliest start ascending, ties go by creation, matches without the date come last
+/// either way, and pages across that boundary and past the end hold every match once with the right total.
+#[tokio::test]
+async fn one_patients_date_sort_ranks_by_extremes_and_puts_undated_last() {
+    for engine in engines() {
+        let app = spawn_app(engine).await;
+        let p = app
+            .create(json!({"resourceType": "Patient", "birthDate": "1960-01-01"}))
+            .await;
+        let goal = |status: &str, dues: &[&str]| {
+            let mut goal = json!({"resourceType": "Goal", "lifecycleStatus": status,
+                "description": {"text": "walk"}, "subject": {"reference": format!("Patient/{p}")}});
+            if !dues.is_empty() {
+                goal["target"] = dues.iter().map(|d| json!({"dueDate": d})).collect();
+            }
+            goal
+        };
+        let wide = app.create(goal("active", &["2025-01-01", "2026-06-01"])).await;
+        let mid = app.create(goal("active", &["2025-12-01"])).await;
+        let tie = app.create(goal("active", &["2025-12-01"])).await;
+        let late = app.create(goal("active", &["2025-06-01"])).await;
+        let undated = [
+            app.create(goal("active", &[])).await,
+            app.create(goal("active", &[])).await,
+        ];
+        app.create(goal("cancelled", &["2030-01-01"])).await;
+        let search = format!("Goal?patient={p}&lifecycle-status:not=cancelled");
+        let by = |ids: &[&String]| ids.iter().map(|s| (*s).clone()).collect::<Vec<_>>();
+        let newest = by(&[&wide, &mid, &tie, &late, &undated[0], &undated[1]]);
+        let oldest = by(&[&wide, &late, &mid, &tie, &undated[0], &undated[1]]);
+        for (sort, want) in [("-target-date", &newest), ("target-date", &oldest)] {
+            let (status, all) = app.get(&format!("{search}&_sort={sort}")).await;
+            assert_eq!((status, &ids(&all)), (200, want), "{sort}: {all}");
+            // Pages of two, following `next`: each page counts all six.
+            let (_, mut page) = app.get(&format!("{search}&_sort={sort}&_count=2")).await;
+            let mut walked = Vec::new();
+            loop {
+                assert_eq!(page["total"], 6, "{page}");
+                walked.extend(ids(&page));
+                let Some(next) = page["link"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|l| l["relation"] == "next")
+                else {
+                    break;
+                };
+                let url = next["url"].as_str().unwrap().to_owned();
+                page = app.client.get(url).send().await.unwrap().json().await.unwrap();
+            }
+            assert_eq!(&walked, want, "{sort}");
+            for (offset, total) in [
+                (3, "accurate"),
+                (3, "none"),
+                (4, "accurate"),
+                (5, "accurate"),
+                (7, "accurate"),
+            ] {
+                let (_, r) = app
+                    .get(&format!(
+                        "{search}&_sort={sort}&_count=2&_offset={offset}&_total={total}"
+                    ))
+                    .await;
+                let end = want.len().min(offset + 2);
+                assert_eq!(ids(&r), want[offset.min(end)..end], "{sort} offset {offset}: {r}");
+                let counted = if total == "none" { None } else { Some(6) };
+                assert_eq!(r["total"].as_i64(), counted, "{sort} offset {offset}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn searches_by_token_date_string_reference_and_never_mixes_patients() {
     for engine in engines() {

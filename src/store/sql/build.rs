@@ -155,7 +155,7 @@ pub(super) fn scope_filter(sql: &mut Sql, grant: &Grant) {
             clauses: alternative.clone(),
             ..Query::default()
         };
-        clauses(sql, &query, grant);
+        clauses(sql, "r.rid", &query.clauses, &query, grant);
         sql.push(")");
     }
     sql.push("))");
@@ -303,10 +303,18 @@ pub(super) fn condition(sql: &mut Sql, cond: &Condition) {
     }
 }
 
-/// Appends ` AND <clause>` for each clause: index lookups become `rid IN (...)` subqueries that carry the
-/// granted patients too, so they run on the compartment-first index.
-pub(super) fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
-    for clause in &query.clauses {
+/// Appends ` AND <clause>` for each of `list` on the row id `rid`: index lookups become `rid IN (...)`
+/// subqueries that carry the granted patients too, so they run on the compartment-first index. `rid` is
+/// `r.rid`, or `+x.rid` for a statement that reads index rows `x` only: the plus keeps the planner from
+/// looking each of a list's rids up in `x`'s index, where scanning `x` and probing the list is cheaper.
+pub(super) fn clauses<'c>(
+    sql: &mut Sql,
+    rid: &str,
+    list: impl IntoIterator<Item = &'c Clause>,
+    query: &Query,
+    grant: &Grant,
+) {
+    for clause in list {
         let Some(first) = clause.any_of.first() else {
             continue;
         };
@@ -314,7 +322,7 @@ pub(super) fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
             let Some(table) = missing_table(clause) else {
                 continue;
             };
-            index_subquery(sql, *missing, table, &query.rtype, &clause.param);
+            index_subquery(sql, rid, *missing, table, &query.rtype, &clause.param);
             sql.push(")");
             continue;
         }
@@ -325,7 +333,7 @@ pub(super) fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
                 sql.push(")");
             }
             Some(table) => {
-                index_subquery(sql, clause.negate, table, &query.rtype, &clause.param);
+                index_subquery(sql, rid, clause.negate, table, &query.rtype, &clause.param);
                 if let Some(patients) = grant.patients() {
                     sql.push(" AND x.patient IN ").list(patients);
                 } else if let Some(patient) = &query.patient {
@@ -339,10 +347,10 @@ pub(super) fn clauses(sql: &mut Sql, query: &Query, grant: &Grant) {
     }
 }
 
-/// Opens ` AND r.rid [NOT] IN (SELECT x.rid FROM <table> x WHERE <type and parameter>`; the caller adds
+/// Opens ` AND <rid> [NOT] IN (SELECT x.rid FROM <table> x WHERE <type and parameter>`; the caller adds
 /// its conditions and the closing parenthesis.
-fn index_subquery(sql: &mut Sql, not: bool, table: &str, rtype: &str, param: &str) {
-    sql.push(if not { " AND r.rid NOT IN " } else { " AND r.rid IN " });
+fn index_subquery(sql: &mut Sql, rid: &str, not: bool, table: &str, rtype: &str, param: &str) {
+    sql.push(&format!(" AND {rid} {}IN ", if not { "NOT " } else { "" }));
     sql.push(&format!("(SELECT x.rid FROM {table} x WHERE x.rtype = "))
         .text(rtype)
         .push(" AND x.param = ")

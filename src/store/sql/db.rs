@@ -326,7 +326,13 @@ impl Stmt {
                         ValueRef::Null => Value::Null,
                         ValueRef::Integer(v) => Value::Int(v),
                         ValueRef::Real(v) => Value::Real(v),
-                        ValueRef::Text(v) => Value::Text(String::from_utf8_lossy(v).into_owned()),
+                        // Validated, not replaced: the server writes only UTF-8, and the strict check is the
+                        // faster one (the lossy one was 2.7% of a lab search, over its page's bodies).
+                        ValueRef::Text(v) => Value::Text(
+                            std::str::from_utf8(v)
+                                .map_err(|e| Error::Store(format!("column {i} is not UTF-8: {e}")))?
+                                .to_owned(),
+                        ),
                         ValueRef::Blob(_) => return Err(Error::Store(format!("column {i} holds a blob"))),
                     })
                 })

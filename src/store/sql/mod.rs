@@ -9,7 +9,10 @@ mod accounts;
 mod build;
 mod db;
 mod oauth;
+mod walk;
 mod write;
+
+use self::walk::Walk;
 
 use self::build::{
     HISTORY_COLUMNS, ROW_COLUMNS, Sql, clauses, fetch_count, fetch_optional_row, fetch_rows, grant_filter,
@@ -453,7 +456,7 @@ impl Store for SqlStore {
                 sql.push(" AND r.rtype = ").text(&query.rtype);
             }
             grant_filter(sql, grant, "r", Some(&query.rtype));
-            clauses(sql, query, grant);
+            clauses(sql, "r.rid", &query.clauses, query, grant);
         };
         let count = || {
             let mut count = Sql::new(self.engine);
@@ -475,6 +478,9 @@ impl Store for SqlStore {
                     None
                 };
                 return Ok((Vec::new(), total));
+            }
+            if let Some(walk) = Walk::of(grant, query) {
+                return self.search_by_date(grant, query, walk, &filter, &count).await;
             }
             let mut page = Sql::new(self.engine);
             if !query.total {
