@@ -479,7 +479,7 @@ impl Store for SqlStore {
                 };
                 return Ok((Vec::new(), total));
             }
-            if let Some(walk) = Walk::of(grant, query) {
+            if let Some(walk) = Walk::of(self.engine, grant, query) {
                 return self.search_by_date(grant, query, walk, &filter, &count).await;
             }
             let mut page = Sql::new(self.engine);

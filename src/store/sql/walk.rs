@@ -8,7 +8,10 @@ use crate::access::Grant;
 use crate::error::Result;
 use crate::store::{Clause, Condition, Query, Row, Sort, SortKey};
 
-/// A search one walk answers: sorted by one date only, within one patient's index rows ([`index_owner`]).
+/// A search one walk answers: sorted by one date only, within one patient's index rows ([`index_owner`]), on
+/// SQLite. PostgreSQL keeps ranking every match: its generic plan for the walk (a prepared statement's plan
+/// after five runs) nests each clause's lookup as a rescan per walked row, 104 ms against 3.6 ms for the custom
+/// plan on the lab search, and its sort and `DISTINCT` do not stop at the page's end anyway.
 pub(super) struct Walk<'q> {
     owner: &'q str,
     param: &'q str,
@@ -16,7 +19,10 @@ pub(super) struct Walk<'q> {
 }
 
 impl<'q> Walk<'q> {
-    pub(super) fn of(grant: &'q Grant, query: &'q Query) -> Option<Walk<'q>> {
+    pub(super) fn of(engine: &str, grant: &'q Grant, query: &'q Query) -> Option<Walk<'q>> {
+        if engine != "sqlite" {
+            return None;
+        }
         let owner = index_owner(grant, query)?;
         match query.sort.as_slice() {
             [
