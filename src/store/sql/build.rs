@@ -181,6 +181,11 @@ pub(super) fn table_of(cond: &Condition) -> Option<&'static str> {
     }
 }
 
+/// Whether `clause` is a positive index lookup, whose matches a statement can start from.
+pub(super) fn leads(clause: &Clause) -> bool {
+    !clause.negate && clause.any_of.first().and_then(table_of).is_some()
+}
+
 /// Date-range comparison per FHIR search semantics; `lo`/`hi` name the indexed range columns.
 pub(super) fn range_cmp(sql: &mut Sql, lo: &str, hi: &str, prefix: Prefix, low: i64, high: i64) {
     match prefix {

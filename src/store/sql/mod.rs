@@ -16,7 +16,7 @@ use self::walk::Walk;
 
 use self::build::{
     HISTORY_COLUMNS, ROW_COLUMNS, Sql, clauses, fetch_count, fetch_optional_row, fetch_rows, grant_filter,
-    history_grant_filter, order_by, row_grant_filter, scope_filter, table_of, to_row,
+    history_grant_filter, leads, order_by, row_grant_filter, scope_filter, to_row,
 };
 
 use async_trait::async_trait;
@@ -446,10 +446,7 @@ impl Store for SqlStore {
     async fn search(&self, grant: &Grant, query: &Query) -> Result<(Vec<Row>, Option<i64>)> {
         // With an index lookup to start from, leave the type to it: a type condition on `resources` would let
         // SQLite scan every resource of the type instead of fetching the few matches by rid.
-        let indexed = query
-            .clauses
-            .iter()
-            .any(|c| !c.negate && c.any_of.first().and_then(table_of).is_some());
+        let indexed = query.clauses.iter().any(leads);
         let filter = |sql: &mut Sql| {
             sql.push(" FROM resources r WHERE r.deleted = 0");
             if !indexed {

@@ -3,7 +3,7 @@
 //! every match by a date looked up per match took most of a lab search's time (docs/benchmarks.md).
 
 use super::SqlStore;
-use super::build::{ROW_COLUMNS, Sql, alternatives, clauses, fetch_count, fetch_rows, table_of};
+use super::build::{ROW_COLUMNS, Sql, alternatives, clauses, fetch_count, fetch_rows, leads, table_of};
 use crate::access::Grant;
 use crate::error::Result;
 use crate::store::{Clause, Condition, Query, Row, Sort, SortKey};
@@ -151,10 +151,7 @@ fn date_walk_count(sql: &mut Sql, query: &Query, grant: &Grant, owner: &str, par
 /// The count of a search [`index_owner`] allows, from the index rows of its first positive index clause with
 /// the other clauses probed as lists; `None` when no clause can lead.
 fn index_count(engine: &str, query: &Query, grant: &Grant, owner: &str) -> Option<Sql> {
-    let lead = query
-        .clauses
-        .iter()
-        .position(|c| !c.negate && c.any_of.first().and_then(table_of).is_some())?;
+    let lead = query.clauses.iter().position(leads)?;
     let clause = &query.clauses[lead];
     let table = table_of(&clause.any_of[0])?;
     let mut sql = Sql::new(engine);
