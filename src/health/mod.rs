@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::access::Actor;
 use crate::error::{Error, Result};
-use crate::records::Records;
+use crate::records::{Records, Stored};
 
 /// One lab result, ready to show.
 #[derive(Debug, Clone)]
@@ -56,80 +56,202 @@ pub struct Attachment {
     pub bytes: Vec<u8>,
 }
 
-/// The entries of a search Bundle that matched, and the ones it included.
-fn entries(bundle: &str) -> Result<(Vec<Value>, Vec<Value>, i64)> {
-    let mut v: Value = serde_json::from_str(bundle).map_err(|e| Error::Store(e.to_string()))?;
-    let (mut matched, mut included) = (Vec::new(), Vec::new());
-    // Moved out, not cloned: a Health page reads every lab, and copying each resource was a tenth of its time.
-    for e in v["entry"].as_array_mut().into_iter().flatten() {
-        if e["search"]["mode"] == "include" {
-            included.push(e["resource"].take());
-        } else {
-            matched.push(e["resource"].take());
+/// The parts of FHIR resources the Health tab shows, read straight from each stored body: a Health page reads
+/// every lab result, and building each one's whole JSON tree (then freeing it) was most of its time
+/// (docs/benchmarks.md). Fields of other shapes than FHIR's are refused when a resource is stored, so a body
+/// that does not read here is left out (with a warning) rather than failing the page.
+mod view {
+    use serde::Deserialize;
+    use serde_json::Number;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct Coding {
+        pub system: Option<String>,
+        pub code: Option<String>,
+        pub display: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct Concept {
+        pub text: Option<String>,
+        pub coding: Vec<Coding>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct Quantity {
+        pub value: Option<Number>,
+        pub unit: Option<String>,
+        pub code: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct Range {
+        pub low: Quantity,
+        pub high: Quantity,
+        pub text: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct Period {
+        pub start: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct Reference {
+        pub reference: Option<String>,
+        pub display: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, rename_all = "camelCase")]
+    pub struct Observation {
+        pub id: String,
+        pub code: Concept,
+        pub effective_date_time: Option<String>,
+        pub effective_period: Period,
+        pub issued: Option<String>,
+        pub reference_range: Vec<Range>,
+        pub value_quantity: Option<Quantity>,
+        pub value_string: Option<String>,
+        pub value_codeable_concept: Option<Concept>,
+        pub value_integer: Option<Number>,
+        pub value_boolean: Option<bool>,
+        pub data_absent_reason: Concept,
+        pub interpretation: Vec<Concept>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct DiagnosticReport {
+        pub code: Concept,
+        pub result: Vec<Reference>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct Attachment {
+        pub title: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct Content {
+        pub attachment: Attachment,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct DocumentReference {
+        pub id: String,
+        #[serde(rename = "type")]
+        pub kind: Concept,
+        pub description: Option<String>,
+        pub date: Option<String>,
+        pub content: Vec<Content>,
+        pub author: Vec<Reference>,
+    }
+
+    impl Concept {
+        /// The words for it: its text, else its first coding's display, else that coding's code.
+        pub fn words(&self) -> String {
+            let first = self.coding.first();
+            self.text
+                .as_deref()
+                .or_else(|| first.and_then(|c| c.display.as_deref()))
+                .or_else(|| first.and_then(|c| c.code.as_deref()))
+                .unwrap_or("")
+                .to_owned()
+        }
+
+        /// Its first coding as `system|code`, when that has a code.
+        pub fn key(&self) -> Option<String> {
+            let first = self.coding.first()?;
+            Some(format!(
+                "{}|{}",
+                first.system.as_deref().unwrap_or(""),
+                first.code.as_deref()?
+            ))
         }
     }
-    Ok((matched, included, v["total"].as_i64().unwrap_or(0)))
+
+    impl Quantity {
+        pub fn number(&self) -> Option<f64> {
+            self.value.as_ref().and_then(Number::as_f64)
+        }
+
+        /// As people read it: `14.8 g/dL`.
+        pub fn text(&self) -> String {
+            let value = self.number().map(|n| n.to_string()).unwrap_or_default();
+            let unit = self.unit.as_deref().or(self.code.as_deref()).unwrap_or("");
+            format!("{value} {unit}").trim().to_owned()
+        }
+    }
 }
 
-fn text_of(concept: &Value) -> String {
-    concept["text"]
-        .as_str()
-        .or_else(|| concept["coding"][0]["display"].as_str())
-        .or_else(|| concept["coding"][0]["code"].as_str())
-        .unwrap_or("")
-        .to_owned()
-}
-
-fn number(v: &Value) -> Option<f64> {
-    v["value"].as_f64()
-}
-
-fn quantity_text(q: &Value) -> String {
-    let value = q["value"].as_f64().map(|n| n.to_string()).unwrap_or_default();
-    let unit = q["unit"].as_str().or_else(|| q["code"].as_str()).unwrap_or("");
-    format!("{value} {unit}").trim().to_owned()
+/// Each stored resource read as `T`; one that does not read is logged and left out.
+fn read_as<T: serde::de::DeserializeOwned>(rows: &[Stored]) -> Vec<T> {
+    rows.iter()
+        .filter_map(|r| match serde_json::from_str(&r.body) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(resource = %format!("{}/{}", r.rtype, r.id), error = %e, "a resource the Health tab could not read was left out");
+                None
+            }
+        })
+        .collect()
 }
 
 /// The instant a result is dated by: its effective time, else when it was issued.
-fn when(o: &Value) -> (String, i64) {
-    let raw = o["effectiveDateTime"]
-        .as_str()
-        .or_else(|| o["effectivePeriod"]["start"].as_str())
-        .or_else(|| o["issued"].as_str())
+fn when(o: &view::Observation) -> (String, i64) {
+    let raw = o
+        .effective_date_time
+        .as_deref()
+        .or(o.effective_period.start.as_deref())
+        .or(o.issued.as_deref())
         .unwrap_or("");
     let ms = crate::fhir::datetime::range(raw).map_or(0, |r| r.0);
     (raw.get(..10).unwrap_or(raw).to_owned(), ms)
 }
 
-fn lab_result(o: &Value) -> LabResult {
+fn lab_result(o: &view::Observation) -> LabResult {
     let (date, when) = when(o);
-    let range = &o["referenceRange"][0];
-    let (low, high) = (number(&range["low"]), number(&range["high"]));
-    let range_text = match (range["text"].as_str(), low, high) {
+    let range = o.reference_range.first();
+    let (low, high) = range.map_or((None, None), |r| (r.low.number(), r.high.number()));
+    let range_text = match (range.and_then(|r| r.text.as_deref()), low, high) {
         (Some(t), _, _) => t.to_owned(),
-        (None, Some(l), Some(h)) => format!("{l}–{h} {}", range["high"]["unit"].as_str().unwrap_or(""))
-            .trim()
-            .to_owned(),
+        (None, Some(l), Some(h)) => {
+            let unit = range.and_then(|r| r.high.unit.as_deref()).unwrap_or("");
+            format!("{l}–{h} {unit}").trim().to_owned()
+        }
         (None, Some(l), None) => format!("≥ {l}"),
         (None, None, Some(h)) => format!("≤ {h}"),
         _ => String::new(),
     };
-    let value_number = o["valueQuantity"]["value"].as_f64();
-    let value = if o["valueQuantity"].is_object() {
-        quantity_text(&o["valueQuantity"])
-    } else if let Some(s) = o["valueString"].as_str() {
-        s.to_owned()
-    } else if o["valueCodeableConcept"].is_object() {
-        text_of(&o["valueCodeableConcept"])
-    } else if let Some(n) = o["valueInteger"].as_i64() {
+    let value_number = o.value_quantity.as_ref().and_then(view::Quantity::number);
+    let value = if let Some(q) = &o.value_quantity {
+        q.text()
+    } else if let Some(s) = &o.value_string {
+        s.clone()
+    } else if let Some(c) = &o.value_codeable_concept {
+        c.words()
+    } else if let Some(n) = &o.value_integer {
         n.to_string()
-    } else if let Some(b) = o["valueBoolean"].as_bool() {
+    } else if let Some(b) = o.value_boolean {
         if b { "Yes" } else { "No" }.to_owned()
     } else {
-        o["dataAbsentReason"]["text"].as_str().unwrap_or("—").to_owned()
+        o.data_absent_reason.text.clone().unwrap_or_else(|| "—".to_owned())
     };
-    let interpreted = o["interpretation"][0]["coding"][0]["code"]
-        .as_str()
+    let interpreted = o
+        .interpretation
+        .first()
+        .and_then(|i| i.coding.first())
+        .and_then(|c| c.code.as_deref())
         .filter(|c| *c != "N")
         .map(str::to_owned);
     let computed = match (value_number, low, high) {
@@ -138,7 +260,7 @@ fn lab_result(o: &Value) -> LabResult {
         _ => None,
     };
     LabResult {
-        id: o["id"].as_str().unwrap_or("").to_owned(),
+        id: o.id.clone(),
         value,
         number: value_number,
         range: range_text,
@@ -151,15 +273,12 @@ fn lab_result(o: &Value) -> LabResult {
 }
 
 /// How a test is known across results: its first coding, else its text.
-fn test_key(code: &Value) -> String {
-    match (code["coding"][0]["system"].as_str(), code["coding"][0]["code"].as_str()) {
-        (system, Some(c)) => format!("{}|{c}", system.unwrap_or("")),
-        _ => text_of(code).to_lowercase(),
-    }
+fn test_key(code: &view::Concept) -> String {
+    code.key().unwrap_or_else(|| code.words().to_lowercase())
 }
 
 /// Every search page of `rtype` for `params` (the store caps a page; labs can be many).
-async fn all_pages(records: &Records, actor: &Actor, rtype: &str, params: &[(&str, String)]) -> Result<Vec<Value>> {
+async fn all_pages(records: &Records, actor: &Actor, rtype: &str, params: &[(&str, String)]) -> Result<Vec<Stored>> {
     const PAGE: i64 = 500;
     let mut out = Vec::new();
     let mut offset = 0;
@@ -167,11 +286,11 @@ async fn all_pages(records: &Records, actor: &Actor, rtype: &str, params: &[(&st
         let mut p: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
         p.push(("_count".into(), PAGE.to_string()));
         p.push(("_offset".into(), offset.to_string()));
-        let (matched, _, total) = entries(&records.search(actor, rtype, &p, false).await?)?;
-        let n = matched.len() as i64;
-        out.extend(matched);
+        let found = records.find(actor, rtype, &p).await?;
+        let n = found.matches.len() as i64;
+        out.extend(found.matches);
         offset += n;
-        if n < PAGE || offset >= total {
+        if n < PAGE || found.total.is_some_and(|t| offset >= t) {
             return Ok(out);
         }
     }
@@ -179,44 +298,45 @@ async fn all_pages(records: &Records, actor: &Actor, rtype: &str, params: &[(&st
 
 /// The patient's lab results by test, tests ordered by panel and name, results newest first.
 pub async fn labs(records: &Records, actor: &Actor, patient: &str) -> Result<Vec<LabTest>> {
-    let observations = all_pages(
-        records,
-        actor,
-        "Observation",
-        &[
-            ("patient", patient.to_owned()),
-            ("category", "laboratory".to_owned()),
-            ("_sort", "-date".to_owned()),
-        ],
-    )
-    .await?;
-    let reports = all_pages(
-        records,
-        actor,
-        "DiagnosticReport",
-        &[("patient", patient.to_owned()), ("_sort", "-date".to_owned())],
-    )
-    .await?;
+    let observations: Vec<view::Observation> = read_as(
+        &all_pages(
+            records,
+            actor,
+            "Observation",
+            &[
+                ("patient", patient.to_owned()),
+                ("category", "laboratory".to_owned()),
+                ("_sort", "-date".to_owned()),
+            ],
+        )
+        .await?,
+    );
+    let reports: Vec<view::DiagnosticReport> = read_as(
+        &all_pages(
+            records,
+            actor,
+            "DiagnosticReport",
+            &[("patient", patient.to_owned()), ("_sort", "-date".to_owned())],
+        )
+        .await?,
+    );
     // Which panel each result was reported in (the newest report wins).
     let mut panel_of: BTreeMap<String, String> = BTreeMap::new();
     for r in &reports {
-        let name = text_of(&r["code"]);
-        for member in r["result"].as_array().into_iter().flatten() {
-            if let Some(id) = member["reference"]
-                .as_str()
-                .and_then(|s| s.strip_prefix("Observation/"))
-            {
+        let name = r.code.words();
+        for member in &r.result {
+            if let Some(id) = member.reference.as_deref().and_then(|s| s.strip_prefix("Observation/")) {
                 panel_of.entry(id.to_owned()).or_insert_with(|| name.clone());
             }
         }
     }
     let mut tests: BTreeMap<String, LabTest> = BTreeMap::new();
     for o in &observations {
-        let key = test_key(&o["code"]);
+        let key = test_key(&o.code);
         let result = lab_result(o);
         let test = tests.entry(key.clone()).or_insert_with(|| LabTest {
             key,
-            name: text_of(&o["code"]),
+            name: o.code.words(),
             panel: panel_of.get(&result.id).cloned(),
             results: Vec::new(),
         });
@@ -250,64 +370,47 @@ pub async fn documents(
     if let Some(k) = kind.filter(|k| !k.is_empty()) {
         params.push(("type".to_owned(), k.to_owned()));
     }
-    let (matched, included, total) = entries(&records.search(actor, "DocumentReference", &params, false).await?)?;
+    let found = records.find(actor, "DocumentReference", &params).await?;
     let name_of = |reference: &str| {
-        included
-            .iter()
-            .find(|r| {
-                format!(
-                    "{}/{}",
-                    r["resourceType"].as_str().unwrap_or(""),
-                    r["id"].as_str().unwrap_or("")
-                ) == reference
-            })
-            .map(crate::fhir::display_name)
+        let (rtype, id) = reference.split_once('/')?;
+        let author = found.included.iter().find(|r| r.rtype == rtype && r.id == id)?;
+        let body: Value = serde_json::from_str(&author.body).ok()?;
+        Some(crate::fhir::display_name(&body))
     };
-    let docs = matched
-        .iter()
+    let docs = read_as::<view::DocumentReference>(&found.matches)
+        .into_iter()
         .map(|d| {
-            let attachment = &d["content"][0]["attachment"];
-            let author = &d["author"][0];
+            let attachment = d.content.first().map(|c| &c.attachment);
+            let author = d.author.first();
             DocumentSummary {
-                id: d["id"].as_str().unwrap_or("").to_owned(),
-                title: attachment["title"]
-                    .as_str()
-                    .or_else(|| d["description"].as_str())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| text_of(&d["type"])),
-                kind: text_of(&d["type"]),
-                date: d["date"]
-                    .as_str()
+                title: attachment
+                    .and_then(|a| a.title.clone())
+                    .or_else(|| d.description.clone())
+                    .unwrap_or_else(|| d.kind.words()),
+                kind: d.kind.words(),
+                date: d
+                    .date
+                    .as_deref()
                     .map(|s| s.get(..10).unwrap_or(s).to_owned())
                     .unwrap_or_default(),
-                author: author["display"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .or_else(|| author["reference"].as_str().and_then(name_of))
+                author: author
+                    .and_then(|a| a.display.clone())
+                    .or_else(|| author.and_then(|a| a.reference.as_deref()).and_then(name_of))
                     .unwrap_or_default(),
+                id: d.id,
             }
         })
         .collect();
-    Ok((docs, total))
+    Ok((docs, found.total.unwrap_or(0)))
 }
 
 /// The document types the patient has, as (`system|code`, words), for the filter.
 pub async fn document_types(records: &Records, actor: &Actor, patient: &str) -> Result<Vec<(String, String)>> {
-    let all = all_pages(
-        records,
-        actor,
-        "DocumentReference",
-        &[("patient", patient.to_owned()), ("_elements", "type".to_owned())],
-    )
-    .await?;
+    let all = all_pages(records, actor, "DocumentReference", &[("patient", patient.to_owned())]).await?;
     let mut types: BTreeMap<String, String> = BTreeMap::new();
-    for d in &all {
-        let coding = &d["type"]["coding"][0];
-        if let Some(code) = coding["code"].as_str() {
-            types.insert(
-                format!("{}|{code}", coding["system"].as_str().unwrap_or("")),
-                text_of(&d["type"]),
-            );
+    for d in read_as::<view::DocumentReference>(&all) {
+        if let Some(key) = d.kind.key() {
+            types.insert(key, d.kind.words());
         }
     }
     let mut out: Vec<(String, String)> = types.into_iter().collect();

@@ -211,25 +211,18 @@ impl Messages {
             ("_include".to_owned(), "Communication:subject".to_owned()),
             ("_total".to_owned(), "accurate".to_owned()),
         ]);
-        let bundle: Value = serde_json::from_str(&self.records.search(actor, "Communication", &params, false).await?)
-            .map_err(|e| Error::Store(e.to_string()))?;
+        let found = self.records.find(actor, "Communication", &params).await?;
+        let parse = |r: &Stored| serde_json::from_str::<Value>(&r.body).map_err(|e| Error::Store(e.to_string()));
         let mut names = HashMap::new();
-        let mut found = Vec::new();
-        for e in bundle["entry"].as_array().into_iter().flatten() {
-            let r = &e["resource"];
-            if e["search"]["mode"] == "include" {
-                let key = format!(
-                    "{}/{}",
-                    r["resourceType"].as_str().unwrap_or(""),
-                    r["id"].as_str().unwrap_or("")
-                );
-                names.insert(key, crate::fhir::display_name(r));
-            } else {
-                found.push(r.clone());
-            }
+        for r in &found.included {
+            names.insert(format!("{}/{}", r.rtype, r.id), crate::fhir::display_name(&parse(r)?));
         }
-        let messages = found.iter().map(|c| self.message(c, &names)).collect();
-        Ok((messages, bundle["total"].as_i64().unwrap_or(0)))
+        let messages = found
+            .matches
+            .iter()
+            .map(|r| Ok(self.message(&parse(r)?, &names)))
+            .collect::<Result<_>>()?;
+        Ok((messages, found.total.unwrap_or(0)))
     }
 
     fn paged(page: i64) -> [(String, String); 2] {

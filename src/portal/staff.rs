@@ -80,15 +80,13 @@ async fn find_patients(state: &AppState, actor: &Actor, name: &str) -> Result<Ve
     if !name.trim().is_empty() {
         params.push(("name".to_owned(), name.trim().to_owned()));
     }
-    let bundle: Value = serde_json::from_str(&state.records.search(actor, "Patient", &params, false).await?)
-        .map_err(|e| Error::Store(e.to_string()))?;
-    Ok(bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| &e["resource"])
-        .map(|p| {
-            let name = crate::fhir::display_name(p);
+    let found = state.records.find(actor, "Patient", &params).await?;
+    found
+        .matches
+        .iter()
+        .map(|stored| {
+            let p: Value = serde_json::from_str(&stored.body).map_err(|e| Error::Store(e.to_string()))?;
+            let name = crate::fhir::display_name(&p);
             let email = p["telecom"]
                 .as_array()
                 .into_iter()
@@ -97,14 +95,14 @@ async fn find_patients(state: &AppState, actor: &Actor, name: &str) -> Result<Ve
                 .and_then(|t| t["value"].as_str())
                 .unwrap_or("")
                 .to_owned();
-            PatientRow {
+            Ok(PatientRow {
                 id: p["id"].as_str().unwrap_or("").to_owned(),
                 name,
                 birth_date: p["birthDate"].as_str().unwrap_or("").to_owned(),
                 email,
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 fn date(ms: i64) -> String {

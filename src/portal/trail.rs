@@ -119,8 +119,7 @@ pub async fn entries(state: &AppState, actor: &Actor, patient: &str, limit: usiz
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let bundle: Value = serde_json::from_str(&state.records.search(actor, "AuditEvent", &params, false).await?)
-        .map_err(|e| Error::Store(e.to_string()))?;
+    let found = state.records.find(actor, "AuditEvent", &params).await?;
     let me = format!("Patient/{patient}");
     let mut names = Names {
         state,
@@ -128,8 +127,8 @@ pub async fn entries(state: &AppState, actor: &Actor, patient: &str, limit: usiz
         known: HashMap::new(),
     };
     let mut out = Vec::new();
-    for e in bundle["entry"].as_array().into_iter().flatten() {
-        let ev = &e["resource"];
+    for stored in &found.matches {
+        let ev: Value = serde_json::from_str(&stored.body).map_err(|e| Error::Store(e.to_string()))?;
         let requestor = &ev["agent"][0];
         let person = requestor["who"]["reference"]
             .as_str()
@@ -161,7 +160,7 @@ pub async fn entries(state: &AppState, actor: &Actor, patient: &str, limit: usiz
         let what = if account_event {
             ev["subtype"][0]["display"].as_str().unwrap_or("").to_owned()
         } else {
-            format!("{} {}", verb(ev["action"].as_str().unwrap_or("")), data_words(ev))
+            format!("{} {}", verb(ev["action"].as_str().unwrap_or("")), data_words(&ev))
         };
         let recorded = ev["recorded"].as_str().unwrap_or("");
         out.push(Entry {

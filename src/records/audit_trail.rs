@@ -127,11 +127,11 @@ impl Records {
     }
 
     /// Records a read-side access (after the data was fetched; a failed audit fails the request).
-    pub(super) async fn audit_read(
+    pub(super) async fn audit_read<'a>(
         &self,
         grant: &Grant,
         interaction: &'static str,
-        rows: &[Stored],
+        rows: impl IntoIterator<Item = &'a Stored>,
         query: Option<&str>,
     ) -> Result<()> {
         let touched = self.touched(grant, rows);
@@ -140,8 +140,12 @@ impl Records {
     }
 
     /// Each row as `Type/id` with the patients whose data it is (within the grant's patients, if limited).
-    pub(super) fn touched(&self, grant: &Grant, rows: &[Stored]) -> Vec<(String, Vec<String>)> {
-        rows.iter()
+    pub(super) fn touched<'a>(
+        &self,
+        grant: &Grant,
+        rows: impl IntoIterator<Item = &'a Stored>,
+    ) -> Vec<(String, Vec<String>)> {
+        rows.into_iter()
             .map(|r| {
                 let mut patients = match &r.owners {
                     Some(owners) => owners.clone(),

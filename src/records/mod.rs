@@ -46,6 +46,14 @@ pub struct Stored {
     pub owners: Option<Vec<String>>,
 }
 
+/// What a search found: its page of matches, what `_include`/`_revinclude` added, and the total if counted.
+#[derive(Debug)]
+pub struct Found {
+    pub matches: Vec<Stored>,
+    pub included: Vec<Stored>,
+    pub total: Option<i64>,
+}
+
 /// How a write ended.
 #[derive(Debug, Clone)]
 pub struct Written {

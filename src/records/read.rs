@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{Records, Stored, bundle, not_found};
+use super::{Found, Records, Stored, bundle, not_found};
 use crate::access::{self, Action, Actor, Grant};
 use crate::clock;
 use crate::error::{Error, Issue, Result};
@@ -106,7 +106,8 @@ impl Records {
         Ok(bundle::history(&self.base, &page, &rows))
     }
 
-    /// A search; `strict` refuses parameters the server would otherwise ignore (`Prefer: handling=strict`).
+    /// A search, as a Bundle; `strict` refuses parameters the server would otherwise ignore (`Prefer:
+    /// handling=strict`).
     pub async fn search(
         &self,
         actor: &Actor,
@@ -114,6 +115,31 @@ impl Records {
         params: &[(String, String)],
         strict: bool,
     ) -> Result<String> {
+        let (req, found) = self.searched(actor, rtype, params, strict).await?;
+        Ok(bundle::searchset(
+            &self.base,
+            rtype,
+            &req,
+            &found.matches,
+            &found.included,
+            found.total,
+        ))
+    }
+
+    /// A search's findings as stored, for the portal, which reads the resources itself: writing them into a
+    /// Bundle only to parse it again was a third of a Health page's time (docs/benchmarks.md). Summary
+    /// parameters (`_elements`, `_summary`) shape Bundles only, so they change nothing here.
+    pub async fn find(&self, actor: &Actor, rtype: &str, params: &[(String, String)]) -> Result<Found> {
+        Ok(self.searched(actor, rtype, params, false).await?.1)
+    }
+
+    async fn searched(
+        &self,
+        actor: &Actor,
+        rtype: &str,
+        params: &[(String, String)],
+        strict: bool,
+    ) -> Result<(SearchRequest, Found)> {
         let req = search::parse(
             rtype,
             params,
@@ -132,7 +158,8 @@ impl Records {
         }
         let grant = self.authorize(actor, Action::Search, rtype)?;
         self.settle_audit(Some(rtype)).await?;
-        self.run_search(&grant, rtype, &req).await
+        let found = self.run_search(&grant, rtype, &req).await?;
+        Ok((req, found))
     }
 
     /// A grant when the gate allows, `None` when it refuses (for optional parts of an answer).
@@ -144,7 +171,7 @@ impl Records {
         }
     }
 
-    async fn run_search(&self, grant: &Grant, rtype: &str, req: &SearchRequest) -> Result<String> {
+    async fn run_search(&self, grant: &Grant, rtype: &str, req: &SearchRequest) -> Result<Found> {
         let (rows, total) = self.store.search(grant, &req.query).await?;
         let matches: Vec<Stored> = rows.into_iter().map(Self::to_stored).collect::<Result<_>>()?;
         let mut included = Vec::new();
@@ -200,11 +227,13 @@ impl Records {
         let query_text = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&req.used)
             .finish();
-        let mut audited = matches.clone();
-        audited.extend(included.iter().cloned());
-        self.audit_read(grant, "search-type", &audited, Some(&query_text))
+        self.audit_read(grant, "search-type", matches.iter().chain(&included), Some(&query_text))
             .await?;
-        Ok(bundle::searchset(&self.base, rtype, req, &matches, &included, total))
+        Ok(Found {
+            matches,
+            included,
+            total,
+        })
     }
 
     /// `Patient/{id}/$everything`: the patient's whole compartment, paged.
@@ -271,12 +300,11 @@ impl Records {
                 referenced.push(Self::to_stored(row)?);
             }
         }
-        let mut audited = stored.clone();
-        audited.extend(referenced.iter().cloned());
         let query = form_urlencoded::Serializer::new(format!("Patient/{patient}/$everything?"))
             .extend_pairs(params)
             .finish();
-        self.audit_read(&grant, "operation", &audited, Some(&query)).await?;
+        self.audit_read(&grant, "operation", stored.iter().chain(&referenced), Some(&query))
+            .await?;
         let used: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_offset").cloned().collect();
         let page = bundle::Page {
             path: format!("Patient/{patient}/$everything"),
