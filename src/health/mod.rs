@@ -461,3 +461,100 @@ pub async fn attachment(records: &Records, actor: &Actor, document_id: &str) -> 
         bytes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(observation: Value) -> LabResult {
+        lab_result(&serde_json::from_value(observation).expect("an Observation view"))
+    }
+
+    #[test]
+    fn quantities_show_value_unit_range_and_a_computed_flag() {
+        let r = result(serde_json::json!({
+            "id": "hgb", "effectiveDateTime": "2026-03-04T08:00:00Z",
+            "valueQuantity": {"value": 16.2, "unit": "g/dL"},
+            "referenceRange": [{"low": {"value": 12, "unit": "g/dL"}, "high": {"value": 15.5, "unit": "g/dL"}}]
+        }));
+        assert_eq!(
+            (
+                r.id.as_str(),
+                r.value.as_str(),
+                r.number,
+                r.range.as_str(),
+                r.flag.as_deref(),
+                r.date.as_str()
+            ),
+            ("hgb", "16.2 g/dL", Some(16.2), "12–15.5 g/dL", Some("H"), "2026-03-04")
+        );
+        assert!(r.when > 0);
+        let low = result(serde_json::json!({"valueQuantity": {"value": 3, "code": "mmol/L"},
+            "referenceRange": [{"low": {"value": 3.5}}]}));
+        assert_eq!(
+            (low.value.as_str(), low.range.as_str(), low.flag.as_deref()),
+            ("3 mmol/L", "≥ 3.5", Some("L"))
+        );
+    }
+
+    #[test]
+    fn the_interpretation_and_a_range_text_win_over_what_is_computed() {
+        let r = result(serde_json::json!({
+            "valueQuantity": {"value": 1}, "referenceRange": [{"high": {"value": 5}, "text": "under 5"}],
+            "interpretation": [{"coding": [{"code": "A"}]}]
+        }));
+        assert_eq!((r.range.as_str(), r.flag.as_deref()), ("under 5", Some("A")));
+        let normal = result(
+            serde_json::json!({"valueQuantity": {"value": 9}, "referenceRange": [{"high": {"value": 5}}],
+            "interpretation": [{"coding": [{"code": "N"}]}]}),
+        );
+        assert_eq!((normal.range.as_str(), normal.flag.as_deref()), ("≤ 5", Some("H")));
+    }
+
+    #[test]
+    fn other_value_kinds_read_as_words() {
+        let value = |v: Value| result(v).value;
+        assert_eq!(value(serde_json::json!({"valueString": "Positive"})), "Positive");
+        assert_eq!(
+            value(
+                serde_json::json!({"valueCodeableConcept": {"coding": [{"code": "260385009", "display": "Negative"}]}})
+            ),
+            "Negative"
+        );
+        assert_eq!(value(serde_json::json!({"valueInteger": 7})), "7");
+        assert_eq!(value(serde_json::json!({"valueBoolean": false})), "No");
+        assert_eq!(
+            value(serde_json::json!({"dataAbsentReason": {"text": "Sample hemolyzed"}})),
+            "Sample hemolyzed"
+        );
+        assert_eq!(value(serde_json::json!({})), "—");
+    }
+
+    #[test]
+    fn a_result_is_dated_by_its_period_else_when_issued() {
+        assert_eq!(
+            result(serde_json::json!({"effectivePeriod": {"start": "2025-01-02T10:00:00Z"}})).date,
+            "2025-01-02"
+        );
+        assert_eq!(
+            result(serde_json::json!({"issued": "2024-05-06T07:08:09Z"})).date,
+            "2024-05-06"
+        );
+    }
+
+    #[test]
+    fn tests_are_known_by_their_first_coding_else_their_words() {
+        let concept = |v: Value| -> view::Concept { serde_json::from_value(v).expect("a concept") };
+        assert_eq!(
+            test_key(&concept(
+                serde_json::json!({"coding": [{"system": "http://loinc.org", "code": "718-7"}], "text": "Hb"})
+            )),
+            "http://loinc.org|718-7"
+        );
+        assert_eq!(
+            test_key(&concept(serde_json::json!({"text": "Stool Culture"}))),
+            "stool culture"
+        );
+        assert_eq!(concept(serde_json::json!({"coding": [{"code": "x"}]})).words(), "x");
+    }
+}
