@@ -160,7 +160,7 @@ async fn commit_batches(store: SharedStore, mut queue: mpsc::Receiver<Job>) {
         let outcome = if writes.is_empty() {
             Ok(())
         } else {
-            store.write(&grant, writes).await.map_err(|e| e.to_string())
+            store.write(&grant, &writes).await.map_err(|e| e.to_string())
         };
         answer(waiters, &outcome);
     }
@@ -344,7 +344,7 @@ async fn move_in(
 /// stopped (its open file is kept until it fills up), or by a sweep that took over a file while its records
 /// were still pending here.
 async fn write_new(store: &SharedStore, grant: &Grant, records: &[VersionWrite]) -> Result<()> {
-    match store.write(grant, records.to_vec()).await {
+    match store.write(grant, records).await {
         Err(Error::Conflict(_)) => {
             let refs: Vec<(String, String)> = records.iter().map(|w| (w.rtype.clone(), w.id.clone())).collect();
             let present: std::collections::HashSet<String> =
@@ -353,7 +353,7 @@ async fn write_new(store: &SharedStore, grant: &Grant, records: &[VersionWrite])
             if rest.is_empty() {
                 return Ok(());
             }
-            store.write(grant, rest).await
+            store.write(grant, &rest).await
         }
         outcome => outcome,
     }

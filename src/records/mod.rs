@@ -320,25 +320,27 @@ impl Records {
             .iter()
             .map(|p| (format!("{}/{}", p.stored.rtype, p.stored.id), p.patients.clone()))
             .collect();
-        let mut writes: Vec<VersionWrite> = prepared.iter().map(|p| p.write.clone()).collect();
-        writes.extend(self.audit_writes(grant, interaction, &touched, None)?);
-        self.store.write(grant, writes).await?;
-        if self.messages_sent.receiver_count() > 0 {
-            for p in prepared
-                .iter()
-                .filter(|p| p.created && p.stored.rtype == "Communication")
-            {
-                // Nobody listening (a command-line import) is not an error.
-                let _ = self.messages_sent.send(Arc::new(p.stored.clone()));
-            }
-        }
-        Ok(prepared
-            .into_iter()
-            .map(|p| Written {
+        let mut writes = Vec::with_capacity(prepared.len() + 1);
+        let mut written = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            writes.push(p.write);
+            written.push(Written {
                 resource: p.stored,
                 created: p.created,
-            })
-            .collect())
+            });
+        }
+        writes.extend(self.audit_writes(grant, interaction, &touched, None)?);
+        self.store.write(grant, &writes).await?;
+        if self.messages_sent.receiver_count() > 0 {
+            for w in written
+                .iter()
+                .filter(|w| w.created && w.resource.rtype == "Communication")
+            {
+                // Nobody listening (a command-line import) is not an error.
+                let _ = self.messages_sent.send(Arc::new(w.resource.clone()));
+            }
+        }
+        Ok(written)
     }
 
     /// Creates from JSON text; the server assigns the id.

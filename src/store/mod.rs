@@ -227,7 +227,7 @@ pub trait Store: Send + Sync {
     async fn head(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Head>>;
 
     /// Writes the versions atomically: all or none.
-    async fn write(&self, grant: &Grant, writes: Vec<VersionWrite>) -> Result<()>;
+    async fn write(&self, grant: &Grant, writes: &[VersionWrite]) -> Result<()>;
 
     /// The current version (a deleted resource comes back with `body: None`).
     async fn read(&self, grant: &Grant, rtype: &str, id: &str) -> Result<Option<Row>>;

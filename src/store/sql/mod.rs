@@ -347,7 +347,7 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn write(&self, grant: &Grant, writes: Vec<VersionWrite>) -> Result<()> {
+    async fn write(&self, grant: &Grant, writes: &[VersionWrite]) -> Result<()> {
         self.timed("write", self.write_tx(grant, writes)).await
     }
 

@@ -22,12 +22,12 @@ impl SqlStore {
         out
     }
 
-    pub(super) async fn write_tx(&self, grant: &Grant, writes: Vec<VersionWrite>) -> Result<()> {
+    pub(super) async fn write_tx(&self, grant: &Grant, writes: &[VersionWrite]) -> Result<()> {
         let mut tx = self.write.begin(self.begin).await?;
         let mut index_rows: Vec<(i64, &str, &str, &IndexEntry)> = Vec::new();
         let mut compartment_rows: Vec<(&str, &str, i64)> = Vec::new();
-        let created = self.insert_creations(&mut tx, &writes).await?;
-        for w in &writes {
+        let created = self.insert_creations(&mut tx, writes).await?;
+        for w in writes {
             let existing = match w.prev_version {
                 None => None,
                 Some(_) => {
