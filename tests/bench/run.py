@@ -8,8 +8,8 @@ Installs wrk (Debian) when missing, builds `cargo build --release`, and for each
 data (`carespace generate`, timed: the straight-into-the-store import rate), starts the server, registers a
 patient through the emailed invitation, authorizes a SMART app for them, measures every scenario with wrk (and
 the multi-page walks with a sequential client), and finally replaces the results section of docs/benchmarks.md.
-PostgreSQL: CARESPACE_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres); a database named
-carespace_bench is dropped and made again.
+PostgreSQL: CARESPACE_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres, the machine's own,
+started or installed by .ci/postgres as for CI); a database named carespace_bench is dropped and made again.
 """
 
 import argparse
@@ -52,7 +52,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def ensure_tools():
+def ensure_tools(engines):
+    if "postgres" in engines and "CARESPACE_BENCH_POSTGRES_URL" not in os.environ:
+        # The default database is the machine's own PostgreSQL: started, or installed, as CI does.
+        subprocess.run([os.path.join(ROOT, ".ci", "postgres")], check=True)
     if not shutil.which("wrk"):
         log("installing wrk")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -426,7 +429,7 @@ def main():
     p.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = p.parse_args()
-    ensure_tools()
+    ensure_tools(args.engines.split(","))
     workdir = tempfile.mkdtemp(prefix="carespace-bench-")
     planned = [(engine, size) for size in args.sizes.split(",") for engine in args.engines.split(",")]
     results = []
