@@ -3,8 +3,6 @@
 //! so the registration walk can be tried; and a family member with access to the first two patients' records
 //! (to try choosing and switching). One published password: demo data only.
 
-use serde_json::Value;
-
 use super::{Accounts, password};
 use crate::access::Actor;
 use crate::error::{Error, Result};
@@ -35,8 +33,7 @@ impl Accounts {
         let mut logins = Vec::new();
         for person in staff.into_iter().chain(patients.iter().copied()) {
             let (rtype, id) = person.split_once('/').unwrap_or_default();
-            let resource: Value = serde_json::from_str(&self.records.read(&actor, rtype, id).await?.body)
-                .map_err(|e| Error::Store(e.to_string()))?;
+            let resource = self.records.read(&actor, rtype, id).await?.json()?;
             let email = resource["telecom"]
                 .as_array()
                 .into_iter()

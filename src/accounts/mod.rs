@@ -10,7 +10,7 @@ pub mod proxies;
 pub mod secret;
 pub mod throttle;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use self::identity::{BirthDate, Email};
 use self::throttle::Throttle;
@@ -213,8 +213,7 @@ impl Accounts {
         let email = Email::parse(email)?;
         let by_name = by.audit_name();
         self.throttle.check(&[&format!("invite:{by_name}")]).await?;
-        let patient: Value = serde_json::from_str(&self.records.read(by, "Patient", patient_id).await?.body)
-            .map_err(|e| Error::Store(e.to_string()))?;
+        let patient = self.records.read(by, "Patient", patient_id).await?.json()?;
         let birth_date = patient["birthDate"]
             .as_str()
             .and_then(|d| BirthDate::parse(d).ok())

@@ -259,7 +259,7 @@ impl Accounts {
     /// The patient's name, read as the patient granting access.
     async fn patient_name(&self, patient: &Actor, patient_id: &str) -> Result<String> {
         let patient = self.records.read(patient, "Patient", patient_id).await?;
-        let v: Value = serde_json::from_str(&patient.body).map_err(|e| Error::Store(e.to_string()))?;
+        let v = patient.json()?;
         Ok(crate::fhir::display_name(&v))
     }
 
@@ -308,7 +308,7 @@ impl Accounts {
         let now = self.clock.now_millis();
         self.store.revoke_proxy_grant(related_person, now).await?;
         let current = self.records.read(by, "RelatedPerson", related_person).await?;
-        let mut v: Value = serde_json::from_str(&current.body).map_err(|e| Error::Store(e.to_string()))?;
+        let mut v = current.json()?;
         v["active"] = json!(false);
         self.records
             .update(by, "RelatedPerson", related_person, &v.to_string(), None)
@@ -326,7 +326,7 @@ impl Accounts {
             .unwrap_or_default();
         let related = self.records.read(reader, "RelatedPerson", &grant.related_person).await;
         let v: Value = match related {
-            Ok(r) => serde_json::from_str(&r.body).map_err(|e| Error::Store(e.to_string()))?,
+            Ok(r) => r.json()?,
             Err(Error::NotFound(_) | Error::Gone(_)) => Value::Null,
             Err(e) => return Err(e),
         };

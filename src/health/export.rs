@@ -134,8 +134,7 @@ pub async fn summary_data(
     patient: &str,
     range: Option<(&str, &str)>,
 ) -> Result<(Value, Vec<LabTest>, Vec<DocumentSummary>)> {
-    let resource: Value = serde_json::from_str(&records.read(actor, "Patient", patient).await?.body)
-        .map_err(|e| Error::Store(e.to_string()))?;
+    let resource = records.read(actor, "Patient", patient).await?.json()?;
     let labs = super::labs(records, actor, patient).await?;
     let mut documents = Vec::new();
     loop {

@@ -420,8 +420,7 @@ pub async fn document_types(records: &Records, actor: &Actor, patient: &str) -> 
 
 /// The first attachment of a document: inline data, or the Binary it points to (both read through the gate).
 pub async fn attachment(records: &Records, actor: &Actor, document_id: &str) -> Result<Attachment> {
-    let doc: Value = serde_json::from_str(&records.read(actor, "DocumentReference", document_id).await?.body)
-        .map_err(|e| Error::Store(e.to_string()))?;
+    let doc = records.read(actor, "DocumentReference", document_id).await?.json()?;
     let a = &doc["content"][0]["attachment"];
     let title = a["title"]
         .as_str()

@@ -212,15 +212,14 @@ impl Messages {
             ("_total".to_owned(), "accurate".to_owned()),
         ]);
         let found = self.records.find(actor, "Communication", &params).await?;
-        let parse = |r: &Stored| serde_json::from_str::<Value>(&r.body).map_err(|e| Error::Store(e.to_string()));
         let mut names = HashMap::new();
         for r in &found.included {
-            names.insert(format!("{}/{}", r.rtype, r.id), crate::fhir::display_name(&parse(r)?));
+            names.insert(format!("{}/{}", r.rtype, r.id), crate::fhir::display_name(&r.json()?));
         }
         let messages = found
             .matches
             .iter()
-            .map(|r| Ok(self.message(&parse(r)?, &names)))
+            .map(|r| Ok(self.message(&r.json()?, &names)))
             .collect::<Result<_>>()?;
         Ok((messages, found.total.unwrap_or(0)))
     }
@@ -310,7 +309,7 @@ impl Messages {
             .filter(|m| m.unread && (m.from_care_team == (side == Side::Patient)))
         {
             let current = self.records.read(actor, "Communication", &m.id).await?;
-            let mut v: Value = serde_json::from_str(&current.body).map_err(|e| Error::Store(e.to_string()))?;
+            let mut v = current.json()?;
             v["received"] = json!(clock::instant(self.clock.now_millis()));
             match self
                 .records
@@ -388,7 +387,7 @@ impl Messages {
             format!("Re: {}", answered.subject)
         };
         let current = self.records.read(actor, "Communication", &answered.id).await?;
-        let v: Value = serde_json::from_str(&current.body).map_err(|e| Error::Store(e.to_string()))?;
+        let v = current.json()?;
         let coding = &v["category"][0]["coding"][0];
         let code = coding["code"].as_str().unwrap_or("health-question");
         let label = self.category_label(code);
@@ -486,7 +485,7 @@ async fn notify(
     fhir_base: &str,
     clock: &Clock,
 ) -> Result<()> {
-    let c: Value = serde_json::from_str(&stored.body).map_err(|e| Error::Store(e.to_string()))?;
+    let c = stored.json()?;
     let local = |r: &Value| {
         r["reference"]
             .as_str()

@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::render::{self, Chrome, Problems};
 use super::{PortalForm, Visitor};
@@ -15,7 +14,7 @@ use crate::access::Actor;
 use crate::accounts::proxies::ProxyStatus;
 use crate::accounts::{Invitation, SignedIn};
 use crate::clock;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::accounts::AccountKind;
 
 #[derive(Deserialize, Default)]
@@ -85,7 +84,7 @@ async fn find_patients(state: &AppState, actor: &Actor, name: &str) -> Result<Ve
         .matches
         .iter()
         .map(|stored| {
-            let p: Value = serde_json::from_str(&stored.body).map_err(|e| Error::Store(e.to_string()))?;
+            let p = stored.json()?;
             let name = crate::fhir::display_name(&p);
             let email = p["telecom"]
                 .as_array()

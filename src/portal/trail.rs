@@ -15,7 +15,7 @@ use super::render::{self, Chrome};
 use crate::AppState;
 use crate::access::Actor;
 use crate::access::audit::{ACCOUNT_EVENT_SYSTEM, CLIENT_SYSTEM, RESOURCE_TYPES};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// One event, in words.
 pub struct Entry {
@@ -128,7 +128,7 @@ pub async fn entries(state: &AppState, actor: &Actor, patient: &str, limit: usiz
     };
     let mut out = Vec::new();
     for stored in &found.matches {
-        let ev: Value = serde_json::from_str(&stored.body).map_err(|e| Error::Store(e.to_string()))?;
+        let ev = stored.json()?;
         let requestor = &ev["agent"][0];
         let person = requestor["who"]["reference"]
             .as_str()

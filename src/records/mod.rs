@@ -46,6 +46,13 @@ pub struct Stored {
     pub owners: Option<Vec<String>>,
 }
 
+impl Stored {
+    /// The stored body as a JSON tree (bodies are validated when written, so a failure is the store's).
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_str(&self.body).map_err(|e| Error::Store(e.to_string()))
+    }
+}
+
 /// What a search found: its page of matches, what `_include`/`_revinclude` added, and the total if counted.
 #[derive(Debug)]
 pub struct Found {
